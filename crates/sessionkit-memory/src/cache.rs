@@ -1,0 +1,1 @@
+//! CachedStore: owned by the cache work.

@@ -1,0 +1,1 @@
+//! MemoryStore: owned by the memory-store work.
