@@ -48,7 +48,11 @@ impl Bag {
     }
 
     /// Stores `value` under `key`, returning whether a value was replaced.
-    pub fn insert<U: Serialize + ?Sized>(&mut self, key: impl Into<String>, value: &U) -> Result<bool> {
+    pub fn insert<U: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &U,
+    ) -> Result<bool> {
         let json = serde_json::to_string(value).map_err(Error::encode)?;
         Ok(self.entries.insert(key.into(), json).is_some())
     }

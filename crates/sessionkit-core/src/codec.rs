@@ -229,11 +229,24 @@ mod tests {
     #[test]
     fn garbage_is_a_decode_error_not_a_panic() {
         for c in all() {
-            for bytes in [&b""[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"{", b"\x05abc"] {
-                assert!(matches!(c.decode::<S>(bytes), Err(Error::Decode(_))), "{c:?}");
+            for bytes in [
+                &b""[..],
+                b"\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+                b"{",
+                b"\x05abc",
+            ] {
+                assert!(
+                    matches!(c.decode::<S>(bytes), Err(Error::Decode(_))),
+                    "{c:?}"
+                );
             }
         }
         assert!(Envelope::read(b"xx").is_err());
-        assert!(Envelope::read(b"S\x01\x63\0\0\0\x01").unwrap().codec().is_err());
+        assert!(
+            Envelope::read(b"S\x01\x63\0\0\0\x01")
+                .unwrap()
+                .codec()
+                .is_err()
+        );
     }
 }

@@ -21,7 +21,9 @@ use time::OffsetDateTime;
 /// assert_eq!(later.as_millis() - now.as_millis(), 60_000);
 /// assert!(later > now);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 

@@ -1,0 +1,874 @@
+//! [`SessionManager`]: the one API applications use.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{Envelope, PayloadCodec};
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::record::{Record, validate_subject};
+use crate::revocation::RevocationList;
+use crate::store::SessionStore;
+use crate::timestamp::Timestamp;
+use crate::token::{TokenClaims, TokenCodec};
+
+/// What a session type needs: serde both ways, shareable across tasks.
+/// Implemented for every such type.
+pub trait SessionData: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> SessionData for T {}
+
+/// What the client holds: a session ID (stateful) or a signed token
+/// (stateless). A secret: `Debug` shows only a prefix.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ticket(String);
+
+impl Ticket {
+    /// The whole ticket, to be written into a cookie or a header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: String = self.0.chars().take(4).collect();
+        write!(f, "Ticket({shown}…)")
+    }
+}
+
+/// A loaded or newly created session and its typed data.
+pub struct Session<T> {
+    ticket: Ticket,
+    id: SessionId,
+    subject: Option<String>,
+    data: T,
+    version: u64,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+    ticket_changed: bool,
+}
+
+impl<T> Session<T> {
+    /// What the client must present to find this session again.
+    pub fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+    /// The session ID (stateful) or token ID, `jti` (stateless).
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+    /// The principal this session belongs to, if any.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    /// Sets the principal (typically at login, right before
+    /// [`SessionManager::rotate`]); written by the next save or rotate.
+    pub fn set_subject(&mut self, subject: Option<&str>) -> Result<()> {
+        if let Some(s) = subject {
+            validate_subject(s)?;
+        }
+        self.subject = subject.map(str::to_owned);
+        Ok(())
+    }
+    /// The typed data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+    /// The typed data, for changing it before a save.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.data
+    }
+    /// Consumes the session, returning its data.
+    pub fn into_data(self) -> T {
+        self.data
+    }
+    /// The stored version this copy is based on (stateless: always 1).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    /// When the session started (login time for a rotated session).
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    /// When the session expires unless used again (the earlier of the idle
+    /// and the absolute deadline).
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at
+    }
+    /// Whether the client must be sent [`Session::ticket`] again: true after
+    /// create and rotate, and in stateless mode whenever a token was
+    /// re-issued (save, or an idle extension on load).
+    pub fn ticket_changed(&self) -> bool {
+        self.ticket_changed
+    }
+}
+
+impl<T> fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("subject", &self.subject)
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters kept by a [`SessionManager`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManagerStats {
+    /// Sessions whose stored data could not be decoded (no upgrade path,
+    /// corrupted bytes) and were treated as absent.
+    pub undecodable: u64,
+    /// Compare-and-swap conflicts that [`SessionManager::update`] retried.
+    pub update_conflicts: u64,
+    /// Idle-timeout extensions written on load.
+    pub extensions: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    undecodable: AtomicU64,
+    update_conflicts: AtomicU64,
+    extensions: AtomicU64,
+}
+
+/// Stored data of an older schema version, handed to an upgrade function.
+enum OldBody<'a> {
+    Bytes(PayloadCodec, &'a [u8]),
+    Json(&'a serde_json::Value),
+}
+
+impl OldBody<'_> {
+    fn decode<U: DeserializeOwned>(&self) -> Result<U> {
+        match self {
+            OldBody::Bytes(codec, bytes) => codec.decode(bytes),
+            OldBody::Json(value) => U::deserialize(*value).map_err(Error::decode),
+        }
+    }
+}
+
+type Upgrade<T> = Box<dyn Fn(OldBody<'_>) -> Result<T> + Send + Sync>;
+
+enum Mode {
+    Stateful(Arc<dyn SessionStore>),
+    Stateless {
+        codec: Arc<dyn TokenCodec>,
+        revocations: RevocationList,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    idle_timeout: Duration,
+    absolute_timeout: Duration,
+    touch_interval: Option<Duration>,
+    max_payload: usize,
+    codec: PayloadCodec,
+    schema: u32,
+    update_retries: u32,
+}
+
+impl Config {
+    fn touch_interval(&self) -> Duration {
+        self.touch_interval
+            .unwrap_or_else(|| (self.idle_timeout / 10).min(Duration::from_secs(60)))
+    }
+}
+
+struct Inner<T> {
+    mode: Mode,
+    config: Config,
+    upgrades: HashMap<u32, Upgrade<T>>,
+    counters: Counters,
+}
+
+/// The application-facing session API, the same for stateful and stateless
+/// sessions. Cheap to clone (an `Arc` inside).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> sessionkit_core::Result<()> {
+/// use sessionkit_core::{SessionManager, testing::VecStore};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Default)]
+/// struct Cart { items: Vec<String> }
+///
+/// let manager = SessionManager::<Cart>::stateful(VecStore::default()).build()?;
+/// let session = manager.create(Some("alice"), Cart::default()).await?;
+/// let ticket = session.ticket().as_str().to_owned(); // goes into the cookie
+///
+/// // Read-modify-write that never loses a concurrent update:
+/// manager.update(&ticket, |cart| cart.items.push("apple".into())).await?;
+/// let loaded = manager.load(&ticket).await?.expect("live session");
+/// assert_eq!(loaded.data().items, ["apple"]);
+///
+/// manager.destroy(&ticket).await?;
+/// assert!(manager.load(&ticket).await?.is_none());
+/// # Ok(()) }
+/// ```
+pub struct SessionManager<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for SessionManager<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SessionManager<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field(
+                "stateless",
+                &matches!(self.inner.mode, Mode::Stateless { .. }),
+            )
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`SessionManager`]; see [`SessionManager::stateful`] and
+/// [`SessionManager::stateless`].
+#[must_use = "call .build() to get a SessionManager"]
+pub struct ManagerBuilder<T> {
+    mode: Mode,
+    config: Config,
+    upgrades: HashMap<u32, Upgrade<T>>,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T: SessionData> ManagerBuilder<T> {
+    fn new(mode: Mode) -> Self {
+        ManagerBuilder {
+            mode,
+            config: Config {
+                idle_timeout: Duration::from_secs(30 * 60),
+                absolute_timeout: Duration::from_secs(12 * 60 * 60),
+                touch_interval: None,
+                max_payload: 64 * 1024,
+                codec: PayloadCodec::default(),
+                schema: 1,
+                update_retries: 32,
+            },
+            upgrades: HashMap::new(),
+            _marker: PhantomData,
+        }
+    }
+
+    /// A session unused for this long expires (default 30 minutes).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// A session expires this long after it was created, however active
+    /// (default 12 hours). Rotation keeps the original creation time.
+    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.config.absolute_timeout = timeout;
+        self
+    }
+
+    /// How old the last idle extension must be before a load extends the
+    /// expiry again (default: a tenth of the idle timeout, at most one
+    /// minute). Loads in between cost no write.
+    pub fn touch_interval(mut self, interval: Duration) -> Self {
+        self.config.touch_interval = Some(interval);
+        self
+    }
+
+    /// Largest encoded session data, in bytes (default 64 KiB). Larger data
+    /// is refused with [`Error::TooLarge`] before anything is written.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.config.max_payload = bytes;
+        self
+    }
+
+    /// The codec new payloads are written with (default: bincode when the
+    /// feature is on). Payloads written by any compiled-in codec are read.
+    pub fn codec(mut self, codec: PayloadCodec) -> Self {
+        self.config.codec = codec;
+        self
+    }
+
+    /// The schema version of `T` (default 1). Bump it when `T` changes
+    /// incompatibly, and register an upgrade from the previous version.
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.config.schema = version;
+        self
+    }
+
+    /// Registers how to read data written with schema `version` as an `Old`
+    /// and turn it into a `T`.
+    ///
+    /// ```
+    /// # fn main() -> sessionkit_core::Result<()> {
+    /// use sessionkit_core::{SessionManager, testing::VecStore};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct V1 { name: String }
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct V2 { first: String, visits: u32 }
+    ///
+    /// let manager = SessionManager::<V2>::stateful(VecStore::default())
+    ///     .schema_version(2)
+    ///     .upgrade_from::<V1>(1, |old| V2 { first: old.name, visits: 0 })
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub fn upgrade_from<Old: DeserializeOwned + 'static>(
+        mut self,
+        version: u32,
+        upgrade: impl Fn(Old) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.upgrades.insert(
+            version,
+            Box::new(move |body: OldBody<'_>| body.decode::<Old>().map(&upgrade)),
+        );
+        self
+    }
+
+    /// How many times [`SessionManager::update`] retries after a
+    /// compare-and-swap conflict before returning [`Error::Conflict`]
+    /// (default 32, with jittered exponential backoff).
+    pub fn update_retries(mut self, retries: u32) -> Self {
+        self.config.update_retries = retries;
+        self
+    }
+
+    /// Checks the configuration and builds the manager.
+    pub fn build(self) -> Result<SessionManager<T>> {
+        let c = &self.config;
+        if c.idle_timeout < Duration::from_millis(1)
+            || c.absolute_timeout < Duration::from_millis(1)
+        {
+            return Err(Error::Config(
+                "timeouts must be at least one millisecond".into(),
+            ));
+        }
+        if c.touch_interval() >= c.idle_timeout {
+            return Err(Error::Config(
+                "touch_interval must be shorter than idle_timeout".into(),
+            ));
+        }
+        if c.schema == 0 {
+            return Err(Error::Config("schema versions start at 1".into()));
+        }
+        if let Some(v) = self.upgrades.keys().find(|v| **v >= c.schema) {
+            return Err(Error::Config(format!(
+                "an upgrade is registered from version {v}, which is not older than the current schema {}",
+                c.schema
+            )));
+        }
+        Ok(SessionManager {
+            inner: Arc::new(Inner {
+                mode: self.mode,
+                config: self.config,
+                upgrades: self.upgrades,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+impl<T: SessionData> SessionManager<T> {
+    /// Stateful sessions: the client holds an opaque ID; the data lives in
+    /// `store`.
+    pub fn stateful(store: impl SessionStore) -> ManagerBuilder<T> {
+        ManagerBuilder::new(Mode::Stateful(Arc::new(store)))
+    }
+
+    /// Stateful sessions over a store that is already shared.
+    pub fn stateful_shared(store: Arc<dyn SessionStore>) -> ManagerBuilder<T> {
+        ManagerBuilder::new(Mode::Stateful(store))
+    }
+
+    /// Stateless sessions: the client holds a signed token carrying the
+    /// data; `revocations` remembers what was logged out early.
+    pub fn stateless(codec: impl TokenCodec, revocations: RevocationList) -> ManagerBuilder<T> {
+        ManagerBuilder::new(Mode::Stateless {
+            codec: Arc::new(codec),
+            revocations,
+        })
+    }
+
+    /// Whether this manager issues stateless tokens.
+    pub fn is_stateless(&self) -> bool {
+        matches!(self.inner.mode, Mode::Stateless { .. })
+    }
+
+    /// The counters kept so far.
+    pub fn stats(&self) -> ManagerStats {
+        let c = &self.inner.counters;
+        ManagerStats {
+            undecodable: c.undecodable.load(Ordering::Relaxed),
+            update_conflicts: c.update_conflicts.load(Ordering::Relaxed),
+            extensions: c.extensions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The idle timeout in force.
+    pub fn idle_timeout(&self) -> Duration {
+        self.inner.config.idle_timeout
+    }
+
+    /// The absolute timeout in force.
+    pub fn absolute_timeout(&self) -> Duration {
+        self.inner.config.absolute_timeout
+    }
+
+    /// Starts a session for `subject` (or an anonymous one) holding `data`.
+    /// The returned session's [`ticket`](Session::ticket) is what the client
+    /// keeps.
+    pub async fn create(&self, subject: Option<&str>, data: T) -> Result<Session<T>> {
+        if let Some(s) = subject {
+            validate_subject(s)?;
+        }
+        let now = Timestamp::now();
+        let expires_at = self.deadline(now, now);
+        let mut session = Session {
+            ticket: Ticket(String::new()),
+            id: SessionId::try_generate()?,
+            subject: subject.map(str::to_owned),
+            data,
+            version: 1,
+            created_at: now,
+            expires_at,
+            ticket_changed: true,
+        };
+        match &self.inner.mode {
+            Mode::Stateful(store) => {
+                let payload = self.encode(&session.data)?;
+                self.insert_new(store, &mut session, payload).await?;
+            }
+            Mode::Stateless { codec, .. } => self.issue(codec, &mut session, now)?,
+        }
+        Ok(session)
+    }
+
+    /// Finds the live session for a ticket.
+    ///
+    /// `Ok(None)` when a well-formed ticket has no live session (unknown,
+    /// expired, logged out, or data that cannot be decoded: counted in
+    /// [`ManagerStats::undecodable`]). An error for a ticket that is not
+    /// valid at all ([`Error::InvalidId`], [`Error::InvalidToken`],
+    /// [`Error::Revoked`]; see [`Error::is_invalid_ticket`]) or when the
+    /// backend fails.
+    pub async fn load(&self, ticket: &str) -> Result<Option<Session<T>>> {
+        let now = Timestamp::now();
+        match &self.inner.mode {
+            Mode::Stateful(store) => {
+                let id = SessionId::parse(ticket)?;
+                let Some(record) = store.load(&id).await? else {
+                    return Ok(None);
+                };
+                self.session_from_record(store, record, now, true).await
+            }
+            Mode::Stateless { codec, revocations } => {
+                let claims = codec.decode(ticket)?;
+                revocations.check(&claims).await?;
+                if now >= claims.session_started_at + self.inner.config.absolute_timeout {
+                    return Err(Error::Expired);
+                }
+                let data = match self.decode_json(claims.schema, &claims.data) {
+                    Ok(data) => data,
+                    Err(e) => return self.undecodable(&claims.jti, e),
+                };
+                let mut session = Session {
+                    ticket: Ticket(ticket.to_owned()),
+                    id: claims.jti,
+                    subject: claims.subject,
+                    data,
+                    version: 1,
+                    created_at: claims.session_started_at,
+                    expires_at: claims.expires_at,
+                    ticket_changed: false,
+                };
+                if self.extension_due(claims.expires_at, now) {
+                    self.issue(codec, &mut session, now)?;
+                    self.inner
+                        .counters
+                        .extensions
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Some(session))
+            }
+        }
+    }
+
+    /// Writes a changed session.
+    ///
+    /// Stateful: compare-and-swap on the version the session was loaded
+    /// with; [`Error::Conflict`] when another request saved first (load
+    /// again, or use [`SessionManager::update`]); [`Error::NotFound`] when it
+    /// was deleted or expired meanwhile. Stateless: re-issues the token.
+    pub async fn save(&self, session: &mut Session<T>) -> Result<()> {
+        let now = Timestamp::now();
+        match &self.inner.mode {
+            Mode::Stateful(store) => {
+                let record = Record {
+                    id: session.id,
+                    subject: session.subject.clone(),
+                    payload: self.encode(&session.data)?,
+                    version: session.version,
+                    created_at: session.created_at,
+                    expires_at: self.deadline(now, session.created_at),
+                };
+                session.version = store.save(&record).await?;
+                session.expires_at = record.expires_at;
+                Ok(())
+            }
+            Mode::Stateless { codec, .. } => self.issue(codec, session, now),
+        }
+    }
+
+    /// Read-modify-write that loses no concurrent update: loads the session,
+    /// applies `change`, saves with compare-and-swap, and on a conflict
+    /// starts over (so `change` may run more than once) with jittered
+    /// exponential backoff, up to the configured number of retries.
+    ///
+    /// [`Error::NotFound`] when the ticket has no live session. In stateless
+    /// mode there is nothing to compare against: the token is re-issued and
+    /// the caller must send the returned ticket to the client.
+    pub async fn update<F>(&self, ticket: &str, mut change: F) -> Result<Session<T>>
+    where
+        F: FnMut(&mut T) + Send,
+    {
+        let retries = self.inner.config.update_retries;
+        let mut attempt = 0;
+        loop {
+            let mut session = self.load(ticket).await?.ok_or(Error::NotFound)?;
+            change(&mut session.data);
+            match self.save(&mut session).await {
+                Ok(()) => return Ok(session),
+                Err(Error::Conflict) if attempt < retries => {
+                    self.inner
+                        .counters
+                        .update_conflicts
+                        .fetch_add(1, Ordering::Relaxed);
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Gives the session a new ID (stateful) or token ID (stateless), the
+    /// defence against session fixation: call it whenever privileges change,
+    /// above all at login. The current data and subject are written with the
+    /// new ID first; only then does the old ID die, so a failure never loses
+    /// the session. The creation time (and so the absolute timeout) is kept.
+    pub async fn rotate(&self, session: &mut Session<T>) -> Result<()> {
+        let now = Timestamp::now();
+        match &self.inner.mode {
+            Mode::Stateful(store) => {
+                let payload = self.encode(&session.data)?;
+                let old = session.id;
+                let mut next = Session {
+                    ticket: Ticket(String::new()),
+                    id: SessionId::try_generate()?,
+                    subject: session.subject.clone(),
+                    data: (),
+                    version: 1,
+                    created_at: session.created_at,
+                    expires_at: self.deadline(now, session.created_at),
+                    ticket_changed: true,
+                };
+                self.insert_new(store, &mut next, payload).await?;
+                if let Err(e) = store.delete(&old).await {
+                    // Keep the old session as it was; drop the new copy.
+                    let _ = store.delete(&next.id).await;
+                    return Err(e);
+                }
+                session.ticket = next.ticket;
+                session.id = next.id;
+                session.version = 1;
+                session.expires_at = next.expires_at;
+                session.ticket_changed = true;
+                Ok(())
+            }
+            Mode::Stateless { codec, revocations } => {
+                let old = session.id;
+                let old_deadline = self.token_lifetime_end(session, codec.as_ref());
+                let mut next_id = SessionId::try_generate()?;
+                std::mem::swap(&mut session.id, &mut next_id);
+                if let Err(e) = self.issue(codec, session, now) {
+                    session.id = old;
+                    return Err(e);
+                }
+                revocations.revoke(&old, old_deadline).await
+            }
+        }
+    }
+
+    /// Ends the session behind `ticket` (logout). Stateful: deletes the
+    /// record; `Ok(false)` if there was none. Stateless: revokes the token
+    /// ID until the last token of the session would have expired.
+    pub async fn destroy(&self, ticket: &str) -> Result<bool> {
+        match &self.inner.mode {
+            Mode::Stateful(store) => store.delete(&SessionId::parse(ticket)?).await,
+            Mode::Stateless { codec, revocations } => {
+                let claims = codec.decode(ticket)?;
+                let until = claims
+                    .expires_at
+                    .max(claims.session_started_at + self.inner.config.absolute_timeout)
+                    + codec.leeway();
+                revocations.revoke(&claims.jti, until).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Ends every session of `subject` ("log out everywhere"). Stateful:
+    /// deletes them and returns how many. Stateless: rejects every token of
+    /// the subject issued until now, and returns 0 (tokens are not counted).
+    pub async fn destroy_subject(&self, subject: &str) -> Result<u64> {
+        validate_subject(subject)?;
+        match &self.inner.mode {
+            Mode::Stateful(store) => store.delete_subject(subject).await,
+            Mode::Stateless { codec, revocations } => {
+                let now = Timestamp::now();
+                let keep = now + self.inner.config.absolute_timeout + codec.leeway();
+                revocations.logout_everywhere(subject, now, keep).await?;
+                Ok(0)
+            }
+        }
+    }
+
+    /// Every live session of `subject` (for a "your sessions" page).
+    /// Undecodable ones are skipped and counted. Stateless mode:
+    /// [`Error::Unsupported`], since tokens live only with their clients.
+    pub async fn list_subject(&self, subject: &str) -> Result<Vec<Session<T>>> {
+        validate_subject(subject)?;
+        let Mode::Stateful(store) = &self.inner.mode else {
+            return Err(Error::Unsupported(
+                "stateless tokens are held by clients and cannot be listed",
+            ));
+        };
+        let now = Timestamp::now();
+        let mut sessions = Vec::new();
+        for record in store.list_subject(subject).await? {
+            if let Some(s) = self.session_from_record(store, record, now, false).await? {
+                sessions.push(s);
+            }
+        }
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
+    }
+
+    // ---- internals ----
+
+    /// The earlier of the idle and the absolute deadline.
+    fn deadline(&self, now: Timestamp, created_at: Timestamp) -> Timestamp {
+        let c = &self.inner.config;
+        (now + c.idle_timeout).min(created_at + c.absolute_timeout)
+    }
+
+    /// Whether the last idle extension (at `expires_at - idle`) is at least
+    /// `touch_interval` old.
+    fn extension_due(&self, expires_at: Timestamp, now: Timestamp) -> bool {
+        let c = &self.inner.config;
+        let last_extended = expires_at - c.idle_timeout;
+        now >= last_extended + c.touch_interval()
+    }
+
+    fn encode(&self, data: &T) -> Result<Bytes> {
+        let c = &self.inner.config;
+        let body = c.codec.encode(data)?;
+        let size = body.len() + Envelope::HEADER_LEN;
+        if size > c.max_payload {
+            return Err(Error::TooLarge {
+                size,
+                limit: c.max_payload,
+            });
+        }
+        Ok(Envelope::write(c.codec, c.schema, &body).into())
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<T> {
+        let envelope = Envelope::read(payload)?;
+        let codec = envelope.codec()?;
+        // Newer schemas are tried as the current type: self-describing
+        // codecs tolerate added optional fields.
+        if envelope.schema >= self.inner.config.schema {
+            return codec.decode(envelope.body);
+        }
+        match self.inner.upgrades.get(&envelope.schema) {
+            Some(upgrade) => upgrade(OldBody::Bytes(codec, envelope.body)),
+            None => Err(Error::decode(format!(
+                "no upgrade registered from schema version {}",
+                envelope.schema
+            ))),
+        }
+    }
+
+    fn decode_json(&self, schema: u32, value: &serde_json::Value) -> Result<T> {
+        if schema >= self.inner.config.schema {
+            return T::deserialize(value).map_err(Error::decode);
+        }
+        match self.inner.upgrades.get(&schema) {
+            Some(upgrade) => upgrade(OldBody::Json(value)),
+            None => Err(Error::decode(format!(
+                "no upgrade registered from schema version {schema}"
+            ))),
+        }
+    }
+
+    fn undecodable<R>(&self, id: &SessionId, error: Error) -> Result<Option<R>> {
+        self.inner
+            .counters
+            .undecodable
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            session = %id.redacted(),
+            error = %error,
+            source = ?std::error::Error::source(&error),
+            "session data cannot be decoded; treating it as no session"
+        );
+        Ok(None)
+    }
+
+    /// Stores a brand-new record for `session`, drawing a fresh ID in the
+    /// (astronomically unlikely) case of a collision.
+    async fn insert_new<U>(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        session: &mut Session<U>,
+        payload: Bytes,
+    ) -> Result<()> {
+        let mut record = Record {
+            id: session.id,
+            subject: session.subject.clone(),
+            payload,
+            version: 1,
+            created_at: session.created_at,
+            expires_at: session.expires_at,
+        };
+        for _ in 0..3 {
+            match store.create(&record).await {
+                Ok(()) => {
+                    session.id = record.id;
+                    session.ticket = Ticket(record.id.as_str().to_owned());
+                    return Ok(());
+                }
+                Err(Error::Conflict) => record.id = SessionId::try_generate()?,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    async fn session_from_record(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        record: Record,
+        now: Timestamp,
+        extend: bool,
+    ) -> Result<Option<Session<T>>> {
+        if now >= record.created_at + self.inner.config.absolute_timeout {
+            // Past the absolute timeout (for instance after the timeout was
+            // shortened): gone for good.
+            let _ = store.delete(&record.id).await;
+            return Ok(None);
+        }
+        let data = match self.decode(&record.payload) {
+            Ok(data) => data,
+            Err(e) => return self.undecodable(&record.id, e),
+        };
+        let mut session = Session {
+            ticket: Ticket(record.id.as_str().to_owned()),
+            id: record.id,
+            subject: record.subject,
+            data,
+            version: record.version,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            ticket_changed: false,
+        };
+        if extend && self.extension_due(record.expires_at, now) {
+            let next = self.deadline(now, record.created_at);
+            if next > record.expires_at {
+                match store.touch(&record.id, next).await {
+                    Ok(()) => {
+                        session.expires_at = next;
+                        self.inner
+                            .counters
+                            .extensions
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(Error::NotFound) => return Ok(None),
+                    // The read succeeded; a failed extension only means the
+                    // session keeps its current expiry.
+                    Err(e) => tracing::warn!(
+                        session = %record.id.redacted(),
+                        error = %e,
+                        "could not extend the idle timeout"
+                    ),
+                }
+            }
+        }
+        Ok(Some(session))
+    }
+
+    /// Signs a token for `session` as it is now (stateless mode).
+    fn issue(
+        &self,
+        codec: &Arc<dyn TokenCodec>,
+        session: &mut Session<T>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let c = &self.inner.config;
+        let data = serde_json::to_value(&session.data).map_err(Error::encode)?;
+        let size = serde_json::to_vec(&data).map_err(Error::encode)?.len();
+        if size > c.max_payload {
+            return Err(Error::TooLarge {
+                size,
+                limit: c.max_payload,
+            });
+        }
+        let expires_at = self.deadline(now, session.created_at);
+        let claims = TokenClaims {
+            jti: session.id,
+            subject: session.subject.clone(),
+            issued_at: now,
+            expires_at,
+            not_before: None,
+            session_started_at: session.created_at,
+            schema: c.schema,
+            data,
+        };
+        session.ticket = Ticket(codec.encode(&claims)?);
+        session.expires_at = expires_at;
+        session.ticket_changed = true;
+        Ok(())
+    }
+
+    /// The last instant any token of this session can be valid.
+    fn token_lifetime_end(&self, session: &Session<T>, codec: &dyn TokenCodec) -> Timestamp {
+        session
+            .expires_at
+            .max(session.created_at + self.inner.config.absolute_timeout)
+            + codec.leeway()
+    }
+}
+
+/// Full-jitter exponential backoff: up to 1 ms × 2^attempt, capped at 100 ms.
+async fn backoff(attempt: u32) {
+    let cap_us = (1_000u64 << attempt.min(7)).min(100_000);
+    let wait = rand::rng().random_range(0..=cap_us);
+    tokio::time::sleep(Duration::from_micros(wait)).await;
+}

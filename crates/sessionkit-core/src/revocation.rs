@@ -1,0 +1,199 @@
+//! Early invalidation for stateless tokens.
+//!
+//! A signed token stays valid until it expires, wherever it is presented.
+//! To end one sooner, the server has to remember something. The
+//! [`RevocationList`] remembers two things, in any [`SessionStore`]
+//! (memory, Redis, SQL, or a cached store in front of one of those):
+//!
+//! - a revoked token ID (`jti`), kept until the token would have expired
+//!   anyway (plus the codec's leeway), so the list never grows without bound;
+//! - a per-subject *not-before* instant: every token of that subject issued
+//!   earlier is rejected ("log out everywhere").
+//!
+//! Nothing here is JWT-specific: it works with any [`TokenCodec`].
+//!
+//! [`TokenCodec`]: crate::TokenCodec
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result, TokenRejection};
+use crate::id::{ID_BYTES, SessionId};
+use crate::record::{Record, validate_subject};
+use crate::store::SessionStore;
+use crate::timestamp::Timestamp;
+use crate::token::TokenClaims;
+
+/// How many compare-and-swap attempts `logout_everywhere` makes.
+const CAS_ATTEMPTS: usize = 16;
+
+/// Revoked token IDs and per-subject not-before instants, kept in a store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> sessionkit_core::Result<()> {
+/// # use std::time::Duration;
+/// # use sessionkit_core::{RevocationList, SessionId, Timestamp};
+/// # let store = sessionkit_core::testing::VecStore::default();
+/// let revocations = RevocationList::new(store);
+/// let jti = SessionId::generate();
+/// assert!(!revocations.is_revoked(&jti).await?);
+/// revocations.revoke(&jti, Timestamp::now() + Duration::from_secs(600)).await?;
+/// assert!(revocations.is_revoked(&jti).await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RevocationList {
+    store: Arc<dyn SessionStore>,
+}
+
+impl std::fmt::Debug for RevocationList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationList").finish_non_exhaustive()
+    }
+}
+
+impl RevocationList {
+    /// A revocation list kept in `store`. Give it a store (or a key prefix,
+    /// table) of its own, not the one that holds stateful sessions.
+    pub fn new(store: impl SessionStore) -> Self {
+        Self {
+            store: Arc::new(store),
+        }
+    }
+
+    /// Same as [`RevocationList::new`], for a store that is already shared.
+    pub fn from_shared(store: Arc<dyn SessionStore>) -> Self {
+        Self { store }
+    }
+
+    /// Revokes `jti` until `until` (give the token's `exp` plus leeway).
+    /// Revoking twice is fine; the later `until` wins.
+    pub async fn revoke(&self, jti: &SessionId, until: Timestamp) -> Result<()> {
+        let now = Timestamp::now();
+        if until <= now {
+            return Ok(()); // the token is dead anyway
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let record = Record::new(*jti, None, Bytes::new(), now, until);
+            match self.store.create(&record).await {
+                Ok(()) => return Ok(()),
+                Err(Error::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+            match self.store.load(jti).await? {
+                Some(existing) if existing.expires_at >= until => return Ok(()),
+                Some(_) => match self.store.touch(jti, until).await {
+                    Ok(()) => return Ok(()),
+                    Err(Error::NotFound) => continue,
+                    Err(e) => return Err(e),
+                },
+                None => continue,
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Whether `jti` is currently revoked.
+    pub async fn is_revoked(&self, jti: &SessionId) -> Result<bool> {
+        Ok(self.store.load(jti).await?.is_some())
+    }
+
+    /// Rejects every token of `subject` issued before `at`; the marker is
+    /// kept until `keep_until` (give the longest lifetime a token can have).
+    /// The not-before instant only ever moves forward.
+    pub async fn logout_everywhere(
+        &self,
+        subject: &str,
+        at: Timestamp,
+        keep_until: Timestamp,
+    ) -> Result<()> {
+        validate_subject(subject)?;
+        let key = subject_key(subject);
+        let now = Timestamp::now();
+        for _ in 0..CAS_ATTEMPTS {
+            match self.store.load(&key).await? {
+                None => {
+                    let record = Record::new(key, None, encode_instant(at), now, keep_until);
+                    match self.store.create(&record).await {
+                        Ok(()) => return Ok(()),
+                        Err(Error::Conflict) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(existing) => {
+                    let current = decode_instant(&existing.payload)?;
+                    if current >= at && existing.expires_at >= keep_until {
+                        return Ok(());
+                    }
+                    let mut next = existing.clone();
+                    next.payload = encode_instant(current.max(at));
+                    next.expires_at = existing.expires_at.max(keep_until);
+                    match self.store.save(&next).await {
+                        Ok(_) => return Ok(()),
+                        Err(Error::Conflict | Error::NotFound) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// The subject's not-before instant, if one is set.
+    pub async fn not_before(&self, subject: &str) -> Result<Option<Timestamp>> {
+        validate_subject(subject)?;
+        match self.store.load(&subject_key(subject)).await? {
+            Some(record) => Ok(Some(decode_instant(&record.payload)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks decoded claims: [`Error::Revoked`] when the `jti` is revoked,
+    /// [`Error::InvalidToken`] with [`TokenRejection::IssuedBeforeLogout`]
+    /// when the token predates its subject's not-before instant. The two
+    /// lookups run concurrently.
+    pub async fn check(&self, claims: &TokenClaims) -> Result<()> {
+        let not_before = async {
+            match &claims.subject {
+                Some(subject) => self.not_before(subject).await,
+                None => Ok(None),
+            }
+        };
+        let (revoked, not_before) = tokio::join!(self.is_revoked(&claims.jti), not_before);
+        if revoked? {
+            return Err(Error::Revoked);
+        }
+        if let Some(nb) = not_before?
+            && claims.issued_at < nb
+        {
+            return Err(Error::InvalidToken(TokenRejection::IssuedBeforeLogout));
+        }
+        Ok(())
+    }
+}
+
+/// The storage key of a subject's not-before marker: a hash of the subject,
+/// so that any subject maps to a valid, fixed-size ID.
+fn subject_key(subject: &str) -> SessionId {
+    let digest = Sha256::new()
+        .chain_update(b"sessionkit/revocation/not-before\0")
+        .chain_update(subject.as_bytes())
+        .finalize();
+    let mut raw = [0u8; ID_BYTES];
+    raw.copy_from_slice(&digest[..ID_BYTES]);
+    SessionId::from_bytes(raw)
+}
+
+fn encode_instant(at: Timestamp) -> Bytes {
+    Bytes::copy_from_slice(&at.as_millis().to_be_bytes())
+}
+
+fn decode_instant(bytes: &[u8]) -> Result<Timestamp> {
+    let raw: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| Error::decode("malformed not-before marker"))?;
+    Ok(Timestamp::from_millis(i64::from_be_bytes(raw)))
+}
