@@ -1,0 +1,136 @@
+//! The kit checks itself: a direct, obviously correct store passes the whole
+//! suite, and stores with typical bugs are caught by the model-based test.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sessionkit_core::{Error, Record, Result, SessionId, SessionStore, Timestamp, async_trait};
+
+/// Deliberate bugs for the negative tests.
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Bug {
+    #[default]
+    None,
+    /// `save` ignores the version (last writer wins).
+    NoCas,
+    /// `delete_subject` also removes records without subject.
+    GreedyDeleteSubject,
+}
+
+#[derive(Clone, Default)]
+struct ReferenceStore {
+    records: Arc<Mutex<HashMap<SessionId, Record>>>,
+    bug: Bug,
+}
+
+impl ReferenceStore {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<SessionId, Record>) -> R) -> R {
+        let mut map = self.records.lock().unwrap();
+        let now = Timestamp::now();
+        map.retain(|_, r| r.is_live(now));
+        f(&mut map)
+    }
+}
+
+#[async_trait]
+impl SessionStore for ReferenceStore {
+    async fn create(&self, record: &Record) -> Result<()> {
+        self.with(|m| {
+            if m.contains_key(&record.id) {
+                return Err(Error::Conflict);
+            }
+            m.insert(record.id, record.clone());
+            Ok(())
+        })
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
+        self.with(|m| Ok(m.get(id).cloned()))
+    }
+    async fn save(&self, record: &Record) -> Result<u64> {
+        let bug = self.bug;
+        self.with(|m| {
+            let stored = m.get_mut(&record.id).ok_or(Error::NotFound)?;
+            if stored.version != record.version && bug != Bug::NoCas {
+                return Err(Error::Conflict);
+            }
+            let version = stored.version + 1;
+            *stored = Record {
+                version,
+                ..record.clone()
+            };
+            Ok(version)
+        })
+    }
+    async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+        self.with(|m| {
+            m.get_mut(id).ok_or(Error::NotFound)?.expires_at = expires_at;
+            Ok(())
+        })
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        self.with(|m| Ok(m.remove(id).is_some()))
+    }
+    async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
+        self.with(|m| {
+            Ok(m.values()
+                .filter(|r| r.subject.as_deref() == Some(subject))
+                .cloned()
+                .collect())
+        })
+    }
+    async fn delete_subject(&self, subject: &str) -> Result<u64> {
+        let bug = self.bug;
+        self.with(|m| {
+            let before = m.len();
+            m.retain(|_, r| match r.subject.as_deref() {
+                Some(s) => s != subject,
+                None => bug != Bug::GreedyDeleteSubject,
+            });
+            Ok((before - m.len()) as u64)
+        })
+    }
+    async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+async fn reference() -> Option<ReferenceStore> {
+    Some(ReferenceStore::default())
+}
+
+sessionkit_testkit::conformance_suite!(reference);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "model-based test failed")]
+async fn model_catches_missing_cas() {
+    sessionkit_testkit::model_based(|| async {
+        Some(ReferenceStore {
+            bug: Bug::NoCas,
+            ..Default::default()
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "model-based test failed")]
+async fn model_catches_greedy_delete_subject() {
+    sessionkit_testkit::model_based(|| async {
+        Some(ReferenceStore {
+            bug: Bug::GreedyDeleteSubject,
+            ..Default::default()
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn skipped_factory_returns_early() {
+    if sessionkit_testkit::services_required() {
+        return;
+    }
+    sessionkit_testkit::model_based(|| async {
+        sessionkit_testkit::skip::<ReferenceStore>("nothing", "test of skip")
+    })
+    .await;
+}
