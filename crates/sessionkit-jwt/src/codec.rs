@@ -447,8 +447,8 @@ impl JwtCodec {
         token.push_str(&state.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
-        let signer = (provider().signer_factory)(&key.algorithm(), encoding)
-            .map_err(Error::encode)?;
+        let signer =
+            (provider().signer_factory)(&key.algorithm(), encoding).map_err(Error::encode)?;
         let signature = signer.try_sign(token.as_bytes()).map_err(Error::encode)?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
@@ -472,12 +472,24 @@ impl JwtCodec {
         if token.len() > self.max_token_size {
             return Err(reject(TokenRejection::TooLarge));
         }
+        // Structure before anything is decoded: three segments of the
+        // base64url alphabet (the signature may be empty, as in `alg: none`
+        // tokens, which are then refused for their algorithm).
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(reject(TokenRejection::Malformed));
+        }
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(reject(TokenRejection::Malformed));
         };
+        if header_b64.is_empty() || payload_b64.is_empty() {
+            return Err(reject(TokenRejection::Malformed));
+        }
         let header_json = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|_| reject(TokenRejection::Malformed))?;

@@ -93,10 +93,7 @@ pub(crate) fn alg_name(alg: Algorithm) -> Option<&'static str> {
 }
 
 fn check_kid(kid: &str) -> Result<()> {
-    if kid.is_empty()
-        || kid.len() > MAX_KID_LEN
-        || !kid.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if kid.is_empty() || kid.len() > MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(config(format!(
             "a key id must be 1 to {MAX_KID_LEN} printable ASCII characters without spaces"
         )));
@@ -281,8 +278,8 @@ impl Key {
                 "key {kid:?}: a symmetric JWK is a secret, use Key::secret"
             )));
         }
-        let decoding = DecodingKey::from_jwk(jwk)
-            .map_err(|e| key_error(&kid, "cannot read the JWK", e))?;
+        let decoding =
+            DecodingKey::from_jwk(jwk).map_err(|e| key_error(&kid, "cannot read the JWK", e))?;
         Self::from_public(kid, alg, decoding)
     }
 
