@@ -134,3 +134,14 @@ async fn skipped_factory_returns_early() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_over_one_backend_lose_nothing() {
+    let shared = ReferenceStore::default();
+    let report = sessionkit_testkit::concurrent_updates_two_instances(shared.clone(), shared).await;
+    assert_eq!(
+        report.final_value,
+        sessionkit_testkit::TASKS * sessionkit_testkit::INCREMENTS
+    );
+    assert_eq!(report.successful_updates, report.final_value);
+}
