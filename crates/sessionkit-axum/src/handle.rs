@@ -1,0 +1,459 @@
+//! The per-request session handle that handlers extract.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use sessionkit_core::{Error, Result, Session, SessionData, SessionId, SessionManager, Timestamp};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::error::SessionError;
+
+/// What the request's session currently is.
+pub(crate) enum Current<T> {
+    /// No session (none presented, or not valid).
+    Empty,
+    /// A stored session (or, stateless, a verified token).
+    Live(Session<T>),
+    /// Data given to an empty session; the session is created after the
+    /// handler unless the response is a server error.
+    Pending {
+        subject: Option<String>,
+        data: T,
+    },
+}
+
+pub(crate) struct State<T> {
+    /// Whether the presented tickets were looked up already.
+    pub(crate) loaded: bool,
+    pub(crate) current: Current<T>,
+    /// The live session's data changed since it was loaded or last written.
+    pub(crate) dirty: bool,
+    /// `destroy` ran: the client must drop its ticket unless it receives a
+    /// new one.
+    pub(crate) cleared: bool,
+    /// The live session's ticket must be sent to the client (it was
+    /// created, rotated or re-issued during this request).
+    pub(crate) send_ticket: bool,
+}
+
+impl<T> State<T> {
+    pub(crate) fn set_live(&mut self, session: Session<T>) {
+        self.send_ticket |= session.ticket_changed();
+        self.current = Current::Live(session);
+    }
+}
+
+pub(crate) struct Shared<T> {
+    pub(crate) manager: SessionManager<T>,
+    /// What the request presented, in the order to try.
+    pub(crate) presented: Vec<String>,
+    pub(crate) state: Mutex<State<T>>,
+}
+
+/// The request's session, as handlers see it: an axum extractor, loaded
+/// lazily the first time a method needs it (a handler that never touches
+/// the session costs no store access).
+///
+/// Changes made through [`insert`](Self::insert), [`modify`](Self::modify),
+/// [`data_mut`](Self::data_mut) or [`set_subject`](Self::set_subject) are
+/// saved by the [`SessionLayer`](crate::SessionLayer) after the handler,
+/// unless the handler answered with a 5xx; if that save finds that another
+/// request changed the session first, the response becomes 409 Conflict
+/// (configurable), never a silently lost update.
+/// [`update`](Self::update), [`create`](Self::create),
+/// [`rotate`](Self::rotate) and [`destroy`](Self::destroy) act on the store
+/// at once.
+///
+/// An unknown, malformed, expired or revoked ticket is an empty session,
+/// never an error; a new session always gets a fresh server-generated ID.
+///
+/// Requires the [`SessionLayer`](crate::SessionLayer) for the same `T`;
+/// without it extraction fails with 500.
+pub struct SessionHandle<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for SessionHandle<T> {
+    fn clone(&self) -> Self {
+        SessionHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SessionHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("presented", &self.shared.presented.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A summary of the request's session, safe to log (the ID is redacted
+/// when displayed through [`SessionId::redacted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session ID (stateful) or token ID (stateless). A secret: never
+    /// show it whole.
+    pub id: SessionId,
+    /// The principal, if any.
+    pub subject: Option<String>,
+    /// When the session started.
+    pub created_at: Timestamp,
+    /// When it expires unless used again.
+    pub expires_at: Timestamp,
+}
+
+/// Mutable access to the session data; marks the session changed when it is
+/// dereferenced mutably. Holds the session's lock: drop it before calling
+/// other methods of the [`SessionHandle`].
+pub struct DataMut<'a, T> {
+    guard: MutexGuard<'a, State<T>>,
+}
+
+impl<T> Deref for DataMut<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.guard.current {
+            Current::Live(s) => s.data(),
+            Current::Pending { data, .. } => data,
+            // `data_mut` builds a DataMut only over a session.
+            Current::Empty => unreachable!("DataMut over an empty session"),
+        }
+    }
+}
+
+impl<T> DerefMut for DataMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        let state = &mut *self.guard;
+        match &mut state.current {
+            Current::Live(s) => {
+                state.dirty = true;
+                s.data_mut()
+            }
+            Current::Pending { data, .. } => data,
+            Current::Empty => unreachable!("DataMut over an empty session"),
+        }
+    }
+}
+
+impl<T> fmt::Debug for DataMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataMut").finish_non_exhaustive()
+    }
+}
+
+impl<T: SessionData> SessionHandle<T> {
+    pub(crate) fn new(manager: SessionManager<T>, presented: Vec<String>) -> Self {
+        SessionHandle {
+            shared: Arc::new(Shared {
+                manager,
+                presented,
+                state: Mutex::new(State {
+                    loaded: false,
+                    current: Current::Empty,
+                    dirty: false,
+                    cleared: false,
+                    send_ticket: false,
+                }),
+            }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
+        &self.shared
+    }
+
+    /// The manager behind this session (for `list_subject`,
+    /// `destroy_subject` and the like).
+    pub fn manager(&self) -> &SessionManager<T> {
+        &self.shared.manager
+    }
+
+    /// Locks the state, loading the session first if no method did yet.
+    /// A backend failure is returned (and the load retried on the next
+    /// call); an invalid ticket is an empty session.
+    async fn state(&self) -> Result<MutexGuard<'_, State<T>>> {
+        let mut state = self.shared.state.lock().await;
+        if !state.loaded {
+            for ticket in &self.shared.presented {
+                match self.shared.manager.load(ticket).await {
+                    Ok(Some(session)) => {
+                        state.set_live(session);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) if e.is_invalid_ticket() => {
+                        tracing::debug!(error = %e, "ignoring an invalid session ticket");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            state.loaded = true;
+        }
+        Ok(state)
+    }
+
+    /// Whether the request has a session (a live one, or data inserted
+    /// into an empty one during this request).
+    pub async fn exists(&self) -> Result<bool> {
+        Ok(!matches!(self.state().await?.current, Current::Empty))
+    }
+
+    /// A copy of the session data, `None` without a session.
+    pub async fn get(&self) -> Result<Option<T>>
+    where
+        T: Clone,
+    {
+        self.read(T::clone).await
+    }
+
+    /// Reads the session data through `f`; `None` without a session.
+    pub async fn read<R>(&self, f: impl FnOnce(&T) -> R) -> Result<Option<R>> {
+        let state = self.state().await?;
+        Ok(match &state.current {
+            Current::Live(s) => Some(f(s.data())),
+            Current::Pending { data, .. } => Some(f(data)),
+            Current::Empty => None,
+        })
+    }
+
+    /// Changes the session data through `f` (saved after the handler);
+    /// `None` without a session.
+    pub async fn modify<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<Option<R>> {
+        match self.data_mut().await? {
+            Some(mut data) => Ok(Some(f(&mut data))),
+            None => Ok(None),
+        }
+    }
+
+    /// A guard over the session data that marks the session changed when
+    /// written through; `None` without a session.
+    pub async fn data_mut(&self) -> Result<Option<DataMut<'_, T>>> {
+        let guard = self.state().await?;
+        if matches!(guard.current, Current::Empty) {
+            return Ok(None);
+        }
+        Ok(Some(DataMut { guard }))
+    }
+
+    /// Replaces the session data. Without a session, starts an anonymous
+    /// one holding `data`; it is stored (and its ticket sent) after the
+    /// handler, unless the response is a server error.
+    pub async fn insert(&self, data: T) -> Result<()> {
+        let mut state = self.state().await?;
+        match &mut state.current {
+            Current::Live(s) => {
+                *s.data_mut() = data;
+                state.dirty = true;
+            }
+            Current::Pending { data: d, .. } => *d = data,
+            Current::Empty => state.current = Current::Pending { subject: None, data },
+        }
+        Ok(())
+    }
+
+    /// The session's principal, if there is a session and it has one.
+    pub async fn subject(&self) -> Result<Option<String>> {
+        let state = self.state().await?;
+        Ok(match &state.current {
+            Current::Live(s) => s.subject().map(str::to_owned),
+            Current::Pending { subject, .. } => subject.clone(),
+            Current::Empty => None,
+        })
+    }
+
+    /// Sets the session's principal (saved after the handler). Returns
+    /// `false` without a session. At login, follow it with
+    /// [`rotate`](Self::rotate), or use [`login`](Self::login).
+    pub async fn set_subject(&self, subject: Option<&str>) -> Result<bool> {
+        let mut state = self.state().await?;
+        match &mut state.current {
+            Current::Live(s) => {
+                s.set_subject(subject)?;
+                state.dirty = true;
+                Ok(true)
+            }
+            Current::Pending { subject: sub, .. } => {
+                if let Some(s) = subject {
+                    sessionkit_core::validate_subject(s)?;
+                }
+                *sub = subject.map(str::to_owned);
+                Ok(true)
+            }
+            Current::Empty => Ok(false),
+        }
+    }
+
+    /// ID, subject and timestamps of the live session; `None` without one
+    /// (also for a session inserted during this request and not yet
+    /// stored).
+    pub async fn info(&self) -> Result<Option<SessionInfo>> {
+        let state = self.state().await?;
+        Ok(match &state.current {
+            Current::Live(s) => Some(SessionInfo {
+                id: s.id(),
+                subject: s.subject().map(str::to_owned),
+                created_at: s.created_at(),
+                expires_at: s.expires_at(),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Starts a new session for `subject` holding `data`, now. A session the
+    /// request had is destroyed first, so the old ticket dies (nothing the
+    /// client presented is ever reused as the new ID).
+    pub async fn create(&self, subject: Option<&str>, data: T) -> Result<()> {
+        let mut state = self.state().await?;
+        if let Current::Live(old) = &state.current {
+            self.shared.manager.destroy(old.ticket().as_str()).await?;
+            state.current = Current::Empty;
+            state.cleared = true;
+        }
+        let session = self.shared.manager.create(subject, data).await?;
+        state.set_live(session);
+        state.dirty = false;
+        Ok(())
+    }
+
+    /// Gives the session a new ID (stateful) or token ID (stateless), now;
+    /// the old ticket stops working. Call it whenever privileges change,
+    /// above all at login (session fixation defence). Pending changes are
+    /// written with the new ID. Returns `false` without a stored session
+    /// (an inserted, not yet stored session gets a fresh ID anyway).
+    pub async fn rotate(&self) -> Result<bool> {
+        let mut state = self.state().await?;
+        let state = &mut *state;
+        match &mut state.current {
+            Current::Live(s) => {
+                self.shared.manager.rotate(s).await?;
+                state.dirty = false;
+                state.send_ticket = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Login: makes `subject` the session's principal and rotates its ID,
+    /// keeping the data (an anonymous cart survives login). Without a
+    /// session, creates one for `subject` holding `data()`.
+    pub async fn login(&self, subject: &str, data: impl FnOnce() -> T) -> Result<()> {
+        sessionkit_core::validate_subject(subject)?;
+        let mut state = self.state().await?;
+        let state = &mut *state;
+        match &mut state.current {
+            Current::Live(s) => {
+                let before = s.subject().map(str::to_owned);
+                s.set_subject(Some(subject))?;
+                if let Err(e) = self.shared.manager.rotate(s).await {
+                    // Never keep a new principal on the old ID.
+                    s.set_subject(before.as_deref())?;
+                    return Err(e);
+                }
+                state.dirty = false;
+                state.send_ticket = true;
+            }
+            Current::Pending { .. } => {
+                let Current::Pending { data, .. } =
+                    std::mem::replace(&mut state.current, Current::Empty)
+                else {
+                    unreachable!("matched as pending above")
+                };
+                let session = self.shared.manager.create(Some(subject), data).await?;
+                state.set_live(session);
+            }
+            Current::Empty => {
+                let session = self.shared.manager.create(Some(subject), data()).await?;
+                state.set_live(session);
+            }
+        }
+        Ok(())
+    }
+
+    /// Logout: ends the session now (stateful: deletes the record;
+    /// stateless: revokes the token) and tells the client to drop its
+    /// ticket. Returns whether there was a session to end.
+    pub async fn destroy(&self) -> Result<bool> {
+        let mut state = self.state().await?;
+        let ended = match std::mem::replace(&mut state.current, Current::Empty) {
+            Current::Live(s) => {
+                if let Err(e) = self.shared.manager.destroy(s.ticket().as_str()).await {
+                    state.current = Current::Live(s);
+                    return Err(e);
+                }
+                true
+            }
+            Current::Pending { .. } => false,
+            Current::Empty => false,
+        };
+        state.dirty = false;
+        state.cleared = true;
+        Ok(ended)
+    }
+
+    /// Atomic read-modify-write through
+    /// [`SessionManager::update`](sessionkit_core::SessionManager::update):
+    /// for changes that must not be lost to a concurrent request (a
+    /// counter, a balance). `f` may run more than once. Unsaved changes of
+    /// this request are saved first. Returns `None` without a session.
+    ///
+    /// Stateless sessions have no server copy to compare with: the token is
+    /// re-issued, and the last response a client keeps wins.
+    pub async fn update<R, F>(&self, mut f: F) -> Result<Option<R>>
+    where
+        F: FnMut(&mut T) -> R + Send,
+        R: Send,
+    {
+        let mut state = self.state().await?;
+        let state = &mut *state;
+        match &mut state.current {
+            Current::Empty => Ok(None),
+            Current::Pending { data, .. } => Ok(Some(f(data))),
+            Current::Live(s) => {
+                if state.dirty {
+                    self.shared.manager.save(s).await?;
+                    state.dirty = false;
+                }
+                let mut out = None;
+                let ticket = s.ticket().as_str().to_owned();
+                match self
+                    .shared
+                    .manager
+                    .update(&ticket, |data| out = Some(f(data)))
+                    .await
+                {
+                    Ok(updated) => state.set_live(updated),
+                    Err(Error::NotFound) => {
+                        // Deleted or expired meanwhile.
+                        state.current = Current::Empty;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+impl<S, T> FromRequestParts<S> for SessionHandle<T>
+where
+    S: Send + Sync,
+    T: SessionData,
+{
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<SessionHandle<T>>()
+            .cloned()
+            .ok_or(SessionError::MissingLayer)
+    }
+}

@@ -1,0 +1,282 @@
+//! The tower layer and service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use sessionkit_core::{Error, SessionData, SessionManager};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::{BearerConfig, CookieConfig, Transport};
+use crate::error::{body_for, status_for};
+use crate::handle::{Current, SessionHandle};
+
+#[derive(Debug, Clone)]
+struct LayerConfig {
+    transport: Transport,
+    conflict_status: StatusCode,
+}
+
+/// A tower [`Layer`] that gives every request a lazily loaded session
+/// ([`SessionHandle`]) and writes it back after the handler.
+///
+/// Per request:
+/// 1. the ticket is taken from the cookie (default) or from
+///    `Authorization: Bearer`; nothing is loaded yet;
+/// 2. the first [`SessionHandle`] call that needs the session loads it; an
+///    unknown, malformed, expired or revoked ticket is an empty session;
+/// 3. after the handler, if the session data changed and the response is not
+///    a server error (5xx), the session is saved (compare-and-swap); a save
+///    that lost to a concurrent request turns the response into 409 Conflict
+///    (see [`conflict_status`](Self::conflict_status)), a failing backend
+///    into 503 (retryable) or 500; data inserted into an empty session is
+///    stored as a new session;
+/// 4. when the ticket changed (new session, rotation, re-issued stateless
+///    token) it is sent to the client (cookie, or the bearer response
+///    header); after a `destroy()` the cookie is removed.
+///
+/// The same layer serves stateful and stateless managers.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use sessionkit_axum::{SessionHandle, SessionLayer, SessionError};
+/// use sessionkit_core::{SessionManager, testing::VecStore};
+///
+/// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// struct Visits { n: u64 }
+///
+/// async fn count(session: SessionHandle<Visits>) -> Result<String, SessionError> {
+///     if !session.exists().await? {
+///         session.insert(Visits::default()).await?;
+///     }
+///     let n = session.update(|v| { v.n += 1; v.n }).await?.unwrap_or(1);
+///     Ok(format!("visit {n}"))
+/// }
+///
+/// # fn main() -> sessionkit_core::Result<()> {
+/// let manager = SessionManager::<Visits>::stateful(VecStore::default()).build()?;
+/// let app: Router = Router::new()
+///     .route("/", get(count))
+///     .layer(SessionLayer::new(manager));
+/// # let _ = app; Ok(()) }
+/// ```
+pub struct SessionLayer<T> {
+    manager: SessionManager<T>,
+    config: Arc<LayerConfig>,
+}
+
+impl<T> Clone for SessionLayer<T> {
+    fn clone(&self) -> Self {
+        SessionLayer {
+            manager: self.manager.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SessionLayer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("manager", &self.manager)
+            .field("transport", &self.config.transport)
+            .field("conflict_status", &self.config.conflict_status)
+            .finish()
+    }
+}
+
+impl<T: SessionData> SessionLayer<T> {
+    /// A layer over `manager`, with the ticket in a cookie with the safe
+    /// defaults of [`CookieConfig`], and 409 for a conflicting save.
+    pub fn new(manager: SessionManager<T>) -> Self {
+        SessionLayer {
+            manager,
+            config: Arc::new(LayerConfig {
+                transport: Transport::default(),
+                conflict_status: StatusCode::CONFLICT,
+            }),
+        }
+    }
+
+    /// Carries the ticket in a cookie with these attributes.
+    pub fn cookie(self, cookie: CookieConfig) -> Self {
+        self.transport(Transport::Cookie(cookie))
+    }
+
+    /// Carries the ticket in `Authorization: Bearer` (new tickets come back
+    /// in the response header of `bearer`).
+    pub fn bearer(self, bearer: BearerConfig) -> Self {
+        self.transport(Transport::Bearer(bearer))
+    }
+
+    /// Sets the transport.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        Arc::make_mut(&mut self.config).transport = transport;
+        self
+    }
+
+    /// The status of a response whose automatic save lost to a concurrent
+    /// change of the same session, or found the session gone (default 409
+    /// Conflict). The handler's response is replaced (empty body), so the
+    /// client knows its change was not kept.
+    pub fn conflict_status(mut self, status: StatusCode) -> Self {
+        Arc::make_mut(&mut self.config).conflict_status = status;
+        self
+    }
+
+    /// The manager this layer serves.
+    pub fn manager(&self) -> &SessionManager<T> {
+        &self.manager
+    }
+}
+
+impl<S, T> Layer<S> for SessionLayer<T> {
+    type Service = SessionService<S, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            manager: self.manager.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+pub struct SessionService<S, T> {
+    inner: S,
+    manager: SessionManager<T>,
+    config: Arc<LayerConfig>,
+}
+
+impl<S: Clone, T> Clone for SessionService<S, T> {
+    fn clone(&self) -> Self {
+        SessionService {
+            inner: self.inner.clone(),
+            manager: self.manager.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug, T> fmt::Debug for SessionService<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("transport", &self.config.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, T, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, T>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+    T: SessionData,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let presented = self.config.transport.tickets(request.headers());
+        let handle = SessionHandle::new(self.manager.clone(), presented);
+        request.extensions_mut().insert(handle.clone());
+        // The clone is ready only if polled; keep the one that was.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = Arc::clone(&self.config);
+        Box::pin(async move {
+            let response = inner.call(request).await?;
+            Ok(finish(&handle, &config, response).await)
+        })
+    }
+}
+
+/// Saves what the handler changed and hands the ticket to the client.
+async fn finish<T: SessionData, B: Default>(
+    handle: &SessionHandle<T>,
+    config: &LayerConfig,
+    mut response: Response<B>,
+) -> Response<B> {
+    let shared = handle.shared();
+    let mut guard = shared.state.lock().await;
+    let state = &mut *guard;
+    let mut failure = None;
+    if !response.status().is_server_error() {
+        match &mut state.current {
+            Current::Live(session) if state.dirty => match shared.manager.save(session).await {
+                Ok(()) => {
+                    state.dirty = false;
+                    state.send_ticket |= session.ticket_changed();
+                }
+                Err(e @ (Error::Conflict | Error::NotFound)) => {
+                    tracing::info!(
+                        session = %session.id().redacted(),
+                        error = %e,
+                        "session save lost to a concurrent change; answering {}",
+                        config.conflict_status
+                    );
+                    failure = Some(config.conflict_status);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        session = %session.id().redacted(),
+                        error = %e,
+                        source = ?std::error::Error::source(&e),
+                        "session save failed"
+                    );
+                    failure = Some(status_for(&e));
+                }
+            },
+            Current::Pending { .. } => {
+                let Current::Pending { subject, data } =
+                    std::mem::replace(&mut state.current, Current::Empty)
+                else {
+                    unreachable!("matched as pending above")
+                };
+                match shared.manager.create(subject.as_deref(), data).await {
+                    Ok(session) => state.set_live(session),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            source = ?std::error::Error::source(&e),
+                            "creating the session failed"
+                        );
+                        failure = Some(status_for(&e));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(status) = failure {
+        tracing::debug!(reason = body_for(status), "replacing the handler's response");
+        response = Response::new(B::default());
+        *response.status_mut() = status;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+    }
+    let headers = response.headers_mut();
+    match &state.current {
+        Current::Live(session) if state.send_ticket || session.ticket_changed() => {
+            config.transport.send(headers, session.ticket().as_str());
+        }
+        _ if state.cleared => config.transport.clear(headers),
+        _ => {}
+    }
+    response
+}
