@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use serde::{Deserialize, Serialize};
-use sessionkit_core::testing::VecStore;
 use sessionkit_core::{Error, RevocationList, SessionManager, Timestamp, TokenRejection};
 use sessionkit_jwt::JwtCodec;
+use sessionkit_memory::MemoryStore;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Cart {
@@ -18,7 +18,7 @@ struct Cart {
 }
 
 fn manager(codec: Arc<JwtCodec>) -> SessionManager<Cart> {
-    SessionManager::<Cart>::stateless(codec, RevocationList::new(VecStore::default()))
+    SessionManager::<Cart>::stateless(codec, RevocationList::new(MemoryStore::new()))
         .idle_timeout(Duration::from_secs(900))
         .absolute_timeout(Duration::from_secs(8 * 3600))
         .build()
