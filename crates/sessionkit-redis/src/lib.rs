@@ -1,1 +1,151 @@
-//! placeholder
+//! Redis and Redis Cluster backend for sessionkit.
+//!
+//! - [`RedisStore`]: a [`SessionStore`](sessionkit_core::SessionStore) over a
+//!   standalone server ([`redis::aio::ConnectionManager`], one multiplexed
+//!   connection that reconnects by itself) or, with the `cluster` feature,
+//!   over Redis Cluster ([`redis::cluster_async::ClusterConnection`]). Both
+//!   run the same code: the store talks to one internal connection type that
+//!   wraps either.
+//! - [`RedisInvalidationChannel`]: an
+//!   [`InvalidationChannel`](sessionkit_core::InvalidationChannel) over Redis
+//!   pub/sub, for `CachedStore` instances that must evict what other
+//!   instances changed.
+//!
+//! ```no_run
+//! # async fn run() -> sessionkit_core::Result<()> {
+//! use std::time::Duration;
+//! use sessionkit_core::{Record, SessionId, SessionStore, Timestamp};
+//! use sessionkit_redis::{RedisConfig, RedisStore};
+//!
+//! let store = RedisStore::standalone(
+//!     "redis://127.0.0.1:6379",
+//!     RedisConfig::new()
+//!         .prefix("myapp:sessions")
+//!         .command_timeout(Duration::from_millis(500)),
+//! )
+//! .await?;
+//! let now = Timestamp::now();
+//! let record = Record::new(SessionId::generate(), Some("alice".into()), b"{}".to_vec(), now, now + Duration::from_secs(3600));
+//! store.create(&record).await?;
+//! assert_eq!(store.load(&record.id).await?.unwrap().version, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//!
+//! ## Key layout
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `<prefix>:s:{<id>}` | string | one session (the encoding below), with `PXAT` expiry |
+//! | `<prefix>:u:{<subject hash>}` | sorted set | the IDs of a subject's sessions, scored by expiry (ms) |
+//! | `<prefix>:invalidate` | pub/sub channel | invalidation messages |
+//!
+//! `<prefix>` is configurable ([`RedisConfig::prefix`]) and restricted to
+//! `A–Z a–z 0–9 - _ . : /`: no braces, so the prefix can never become a
+//! cluster hash tag. `<id>` is the session ID's canonical text, which
+//! [`SessionId::parse`](sessionkit_core::SessionId::parse) accepts only in
+//! its exact 22-character URL-safe base64 form; every store method takes a
+//! parsed `SessionId`, so no client text reaches a key unchecked. A subject
+//! is application data of any shape (spaces, `*`, braces, Unicode), so it
+//! never goes into a key: the index key uses the first 128 bits of its
+//! SHA-256 in hex, and the subject itself is stored inside each session
+//! value, where [`list_subject`](sessionkit_core::SessionStore::list_subject)
+//! checks it (a hash collision therefore cannot mix two subjects).
+//!
+//! The braces are Redis Cluster hash tags: a session key hashes by its ID
+//! and an index key by its subject hash, so sessions and indexes spread over
+//! all slots.
+//!
+//! ## Value encoding
+//!
+//! A session value is a fixed 29-byte header followed by the subject and the
+//! payload: magic `b'S'`, format `1`, version (u64 BE), created_at and
+//! expires_at (i64 ms BE), a flags byte (subject present), the subject
+//! length (u16 BE), the subject (UTF-8), then the payload bytes, untouched.
+//! The Lua scripts read the version and the expiry at fixed offsets without
+//! parsing the rest. Decoding checks every length and never panics: a
+//! corrupted value is [`Error::Decode`](sessionkit_core::Error::Decode)
+//! (from `load`, `save` and `touch`; `list_subject` skips it with a warning
+//! so that one bad value does not hide a user's other sessions).
+//!
+//! ## Expiry
+//!
+//! Every write sets the key's absolute expiry with `PXAT expires_at`, so
+//! Redis removes sessions by itself and
+//! [`delete_expired`](sessionkit_core::SessionStore::delete_expired)
+//! returns 0. Reads also compare `expires_at` with the application's clock,
+//! so an expired record is never returned even if the clocks of Redis and
+//! the application differ slightly. A write whose `expires_at` is already
+//! past stores nothing (the record would not be live).
+//!
+//! ## Operations and atomicity
+//!
+//! - `create`: `SET key value NX PXAT expires_at`; an existing live key makes
+//!   it fail with `Conflict`, never an overwrite.
+//! - `save`: a Lua script on the session key compares the stored version
+//!   with the expected one, checks the record is live, and writes the new
+//!   value with `PXAT` (`NotFound` / `Conflict` otherwise). `touch`: a Lua
+//!   script that rewrites only the expiry (header bytes and `PXAT`). No
+//!   `WATCH`/`MULTI` (unsafe on multiplexed connections).
+//! - Scripts run with `EVALSHA`; after a `NOSCRIPT` (a restarted or new
+//!   server, a failover) the redis crate's [`redis::Script`] loads the
+//!   script and retries, so nothing has to be preloaded.
+//! - `load`: `GET`. `delete`: `GETDEL`, then `ZREM` from the subject index.
+//!
+//! Every script touches exactly **one** key, so on a standalone server *and*
+//! on a cluster, each change to one session (create, CAS save, touch,
+//! delete) is atomic. The subject index lives in another slot than the
+//! session keys (a subject's sessions are spread over the cluster), so on a
+//! cluster no script could update both, and the index is maintained by
+//! separate commands — on a standalone server too, so that both deployments
+//! behave the same:
+//!
+//! - the index entry is written *before* the session (`create`, `save`),
+//!   with `ZADD GT` so scores only grow: every live session is in its
+//!   subject's index with a score at least its expiry. `touch` raises the
+//!   score right after its script (the subject is known only then); if that
+//!   second command fails, `touch` returns the error and a retry repairs it;
+//! - the index may hold extra entries (a failed write, a session deleted or
+//!   moved to another subject): `list_subject` loads the listed sessions
+//!   (`MGET`) and returns only live ones whose stored subject is the one
+//!   asked for, then prunes entries whose score has passed and whose session
+//!   is gone, with a script that re-checks the score, so an entry raised by
+//!   a concurrent write is kept. The index key expires with its latest
+//!   entry;
+//! - `delete_subject` deletes each listed session with a one-key script that
+//!   checks the stored subject first (a session moved to another subject
+//!   survives), then removes the entries. It is not one atomic step: a
+//!   session created for the subject while it runs may survive it.
+//!
+//! ## Timeouts and retries
+//!
+//! [`RedisConfig::connect_timeout`] bounds each connection attempt and
+//! [`RedisConfig::command_timeout`] bounds each whole store call (all its
+//! commands, and waiting for a reconnection), enforced by the client and by
+//! an outer `tokio::time::timeout`, so no call hangs on a dead or paused
+//! server: it fails with `Error::Timeout`. Lost connections, I/O errors,
+//! cluster redirection failures and `LOADING`/`READONLY`/`TRYAGAIN` replies
+//! are `Error::Backend { retryable: true, .. }`. The store does not retry
+//! writes by itself (the outcome of a write whose reply was lost is
+//! unknown; a CAS retry belongs to `SessionManager::update`); the connection
+//! manager reconnects in the background, so the same store works again once
+//! the server is back.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod channel;
+mod codec;
+mod config;
+mod conn;
+mod keys;
+mod store;
+
+pub use channel::RedisInvalidationChannel;
+pub use config::RedisConfig;
+pub use keys::MAX_PREFIX_LEN;
+pub use store::RedisStore;
+
+/// The redis crate this backend is built on, for
+/// [`RedisStore::from_connection_manager`].
+pub use redis;

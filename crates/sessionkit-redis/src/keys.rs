@@ -1,0 +1,104 @@
+//! Key names. Nothing from a client reaches a key name unencoded: session IDs
+//! are parsed strictly by [`SessionId::parse`] (URL-safe base64, 22
+//! characters) and subjects are hashed (SHA-256, first 128 bits, hex).
+
+use sessionkit_core::{Error, Result, SessionId};
+use sha2::{Digest, Sha256};
+
+/// The longest accepted key prefix, in bytes.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// Checks a key prefix: 1 to 64 bytes of `A–Z a–z 0–9 - _ . : /`.
+///
+/// Braces are refused on purpose: a `{` in the prefix would become the
+/// Redis Cluster hash tag of every key and put all sessions on one node.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty()
+        || prefix.len() > MAX_PREFIX_LEN
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+    {
+        return Err(Error::Config(format!(
+            "redis key prefix must be 1 to {MAX_PREFIX_LEN} characters of A-Z a-z 0-9 - _ . : /"
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the key names of one store.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Result<Self> {
+        validate_prefix(prefix)?;
+        Ok(Keys {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{prefix}:s:{<id>}`: one string per session; the hash tag is the ID,
+    /// so sessions spread over the cluster's slots.
+    pub(crate) fn session(&self, id: &SessionId) -> String {
+        format!("{}:s:{{{}}}", self.prefix, id.as_str())
+    }
+
+    /// `{prefix}:u:{<hex>}`: the sorted set of a subject's session IDs,
+    /// scored by expiry. `<hex>` is the first 128 bits of SHA-256 of the
+    /// subject, so any subject (spaces, `*`, braces, non-ASCII…) yields a
+    /// fixed-shape key.
+    pub(crate) fn subject_index(&self, subject: &str) -> String {
+        format!("{}:u:{{{}}}", self.prefix, subject_hash(subject))
+    }
+
+    /// The pub/sub channel of the invalidation channel.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}:invalidate", self.prefix)
+    }
+}
+
+fn subject_hash(subject: &str) -> String {
+    let digest = Sha256::digest(subject.as_bytes());
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push(char::from(HEX[(b >> 4) as usize]));
+        out.push(char::from(HEX[(b & 0xf) as usize]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        for ok in ["sk", "app:sessions", "a-b_c.d/e", &"x".repeat(64)] {
+            assert!(validate_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a{b", "a}b", "a b", "a*", "a\n", "ä", &"x".repeat(65)] {
+            assert!(validate_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_shapes() {
+        let keys = Keys::new("sk").unwrap();
+        let id = SessionId::generate();
+        assert_eq!(keys.session(&id), format!("sk:s:{{{}}}", id.as_str()));
+        let k = keys.subject_index("we{ir}d * subject\u{202e}");
+        assert!(k.starts_with("sk:u:{") && k.ends_with('}'));
+        assert_eq!(k.len(), "sk:u:{}".len() + 32);
+        assert!(k[6..38].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(keys.subject_index("a"), keys.subject_index("b"));
+    }
+}

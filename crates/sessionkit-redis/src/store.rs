@@ -1,0 +1,730 @@
+//! [`RedisStore`]: the [`SessionStore`] over standalone Redis or Redis
+//! Cluster.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use sessionkit_core::{
+    Error, Record, Result, SessionId, SessionStore, Timestamp, async_trait, validate_subject,
+};
+
+use crate::codec;
+use crate::config::RedisConfig;
+use crate::conn::{Conn, bounded, map_err};
+use crate::keys::Keys;
+
+/// The latest instant handed to `PXAT` (31 Dec 9999); later expiries are
+/// stored exactly in the value but expire in Redis at this instant.
+const MAX_PXAT: i64 = 253_402_300_799_999;
+/// How many keys one `MGET` fetches when listing a subject.
+const MGET_CHUNK: usize = 256;
+/// How many per-session deletes `delete_subject` runs at once.
+const DELETE_CONCURRENCY: usize = 16;
+
+// Every script touches exactly one key (or one index key), so each is atomic
+// on a cluster too. Header offsets: see `codec`.
+const HEADER_CHECK: &str = r"
+if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {-2} end
+";
+
+/// CAS write. KEYS[1] session; ARGV: expected version (8 bytes BE), now,
+/// new value, new expiry for PXAT. Returns {1, old subject tag} | {0} not
+/// found or expired | {-1} version mismatch | {-2} corrupted.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+local v = redis.call('GET', KEYS[1])
+if not v then return {{0}} end
+{HEADER_CHECK}
+local now = tonumber(ARGV[2])
+if struct.unpack('>i8', v, 19) <= now then return {{0}} end
+if string.sub(v, 3, 10) ~= ARGV[1] then return {{-1}} end
+local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+local tag = string.sub(v, 27, 29 + n)
+if tonumber(ARGV[4]) <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+end
+return {{1, tag}}
+"
+    ))
+});
+
+/// Moves the expiry. KEYS[1] session; ARGV: now, new expiry for PXAT, new
+/// expiry as 8 bytes BE. Returns {1, subject tag} | {0} | {-2}.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+local v = redis.call('GET', KEYS[1])
+if not v then return {{0}} end
+{HEADER_CHECK}
+local now = tonumber(ARGV[1])
+if struct.unpack('>i8', v, 19) <= now then return {{0}} end
+local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+local tag = string.sub(v, 27, 29 + n)
+if tonumber(ARGV[2]) <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.sub(v, 1, 18) .. ARGV[3] .. string.sub(v, 27), 'PXAT', ARGV[2])
+end
+return {{1, tag}}
+"
+    ))
+});
+
+/// Deletes a session only if it still belongs to the subject. KEYS[1]
+/// session; ARGV: subject tag, now. Returns {1} deleted live | {2} deleted
+/// expired | {0} absent or another subject | {-2}.
+static DELETE_IF_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+local v = redis.call('GET', KEYS[1])
+if not v then return {{0}} end
+{HEADER_CHECK}
+local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+if string.sub(v, 27, 29 + n) ~= ARGV[1] then return {{0}} end
+redis.call('DEL', KEYS[1])
+if struct.unpack('>i8', v, 19) > tonumber(ARGV[2]) then return {{1}} end
+return {{2}}
+"
+    ))
+});
+
+/// Adds or raises an index entry (scores only go up) and lets the index
+/// expire with its latest entry. KEYS[1] index; ARGV: member, score.
+static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(top[2]))) end
+return 1
+",
+    )
+});
+
+/// Removes index entries whose score is still at most the cutoff (an entry
+/// raised meanwhile by a concurrent write is kept). KEYS[1] index; ARGV:
+/// cutoff, members…
+static INDEX_PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cutoff = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) <= cutoff then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+",
+    )
+});
+
+/// A [`SessionStore`] in Redis (standalone, or Redis Cluster with the
+/// `cluster` feature). Cheap to clone: clones share the connection.
+///
+/// See the [crate documentation](crate) for the key layout, the value
+/// encoding and what is atomic where.
+///
+/// ```no_run
+/// # async fn run() -> sessionkit_core::Result<()> {
+/// use sessionkit_redis::{RedisConfig, RedisStore};
+///
+/// let store = RedisStore::standalone(
+///     "redis://127.0.0.1:6379",
+///     RedisConfig::new().prefix("myapp:sessions"),
+/// )
+/// .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    keys: Keys,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field(
+                "mode",
+                &match self.conn {
+                    Conn::Standalone(_) => "standalone",
+                    #[cfg(feature = "cluster")]
+                    Conn::Cluster(_) => "cluster",
+                },
+            )
+            .field("prefix", &self.keys.prefix())
+            .field("command_timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The connection manager settings derived from a [`RedisConfig`].
+pub(crate) fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout))
+        .set_number_of_retries(config.reconnect_attempts)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1))
+}
+
+impl RedisStore {
+    /// Connects to a standalone server (`redis://host:port/db`), with the
+    /// default [`RedisConfig`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::standalone(url, RedisConfig::new()).await
+    }
+
+    /// Connects to a standalone server through a
+    /// [`ConnectionManager`] (one multiplexed connection that reconnects by
+    /// itself). Fails with a retryable error or [`Error::Timeout`] if the
+    /// server cannot be reached within the connect timeout.
+    pub async fn standalone(url: &str, config: RedisConfig) -> Result<Self> {
+        let keys = Keys::new(&config.prefix)?;
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Config(format!("invalid redis url: {e}")))?;
+        let bound = config.connect_timeout + config.command_timeout;
+        let manager = bounded(bound, async {
+            ConnectionManager::new_with_config(client, manager_config(&config))
+                .await
+                .map_err(|e| map_err(e, bound))
+        })
+        .await?;
+        Ok(Self::with_conn(Conn::Standalone(manager), keys, &config))
+    }
+
+    /// Wraps an existing [`ConnectionManager`] (its own timeouts apply to
+    /// each command; `config` gives the prefix and the overall bound of
+    /// each call).
+    pub fn from_connection_manager(
+        manager: ConnectionManager,
+        config: RedisConfig,
+    ) -> Result<Self> {
+        let keys = Keys::new(&config.prefix)?;
+        Ok(Self::with_conn(Conn::Standalone(manager), keys, &config))
+    }
+
+    /// Connects to a Redis Cluster given some of its nodes
+    /// (`redis://host:port` each); the client discovers the rest and follows
+    /// slot migrations and failovers.
+    #[cfg(feature = "cluster")]
+    pub async fn cluster<I, S>(nodes: I, config: RedisConfig) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys = Keys::new(&config.prefix)?;
+        let nodes: Vec<String> = nodes.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        if nodes.is_empty() {
+            return Err(Error::Config("no redis cluster nodes given".into()));
+        }
+        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.command_timeout)
+            .retries(u32::try_from(config.reconnect_attempts).unwrap_or(u32::MAX))
+            .min_retry_wait(50)
+            .max_retry_wait(1000)
+            .build()
+            .map_err(|e| Error::Config(format!("invalid redis cluster configuration: {e}")))?;
+        let bound = config.connect_timeout + config.command_timeout;
+        let conn = bounded(bound, async {
+            client
+                .get_async_connection()
+                .await
+                .map_err(|e| map_err(e, bound))
+        })
+        .await?;
+        Ok(Self::with_conn(Conn::Cluster(conn), keys, &config))
+    }
+
+    fn with_conn(conn: Conn, keys: Keys, config: &RedisConfig) -> Self {
+        RedisStore {
+            conn,
+            keys,
+            timeout: config.command_timeout,
+        }
+    }
+
+    /// The key prefix of this store.
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// The key under which a session is stored (for operations tooling and
+    /// tests; the value format is described in the crate documentation).
+    pub fn session_key(&self, id: &SessionId) -> String {
+        self.keys.session(id)
+    }
+
+    /// The key of a subject's index (a sorted set of session IDs scored by
+    /// expiry).
+    pub fn subject_index_key(&self, subject: &str) -> String {
+        self.keys.subject_index(subject)
+    }
+
+    fn err(&self, e: redis::RedisError) -> Error {
+        map_err(e, self.timeout)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(|e| self.err(e))
+    }
+
+    async fn index_add(&self, subject: &str, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = INDEX_ADD
+            .key(self.keys.subject_index(subject))
+            .arg(id.as_str())
+            .arg(expires_at.as_millis().min(MAX_PXAT))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn index_remove(&self, subject: &str, members: &[&str]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .query(
+                redis::cmd("ZREM")
+                    .arg(self.keys.subject_index(subject))
+                    .arg(members),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn index_prune(&self, subject: &str, cutoff: Timestamp, members: &[&str]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut inv = INDEX_PRUNE.key(self.keys.subject_index(subject));
+        inv.arg(cutoff.as_millis());
+        for m in members {
+            inv.arg(*m);
+        }
+        let _: i64 = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reads a subject's index and the sessions it names.
+    async fn scan_subject(&self, subject: &str) -> Result<Vec<IndexEntry>> {
+        let raw: Value = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(self.keys.subject_index(subject))
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        let pairs = zrange_pairs(raw)?;
+        let mut entries = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(MGET_CHUNK) {
+            let ids: Vec<Option<SessionId>> = chunk
+                .iter()
+                .map(|(m, _)| SessionId::parse(m).ok())
+                .collect();
+            let keys: Vec<String> = ids
+                .iter()
+                .flatten()
+                .map(|id| self.keys.session(id))
+                .collect();
+            let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if keys.is_empty() {
+                Vec::new().into_iter()
+            } else {
+                let v: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+                if v.len() != keys.len() {
+                    return Err(Error::backend(
+                        "MGET returned a wrong number of values",
+                        true,
+                    ));
+                }
+                v.into_iter()
+            };
+            for ((member, score), id) in chunk.iter().zip(ids) {
+                let value = match id {
+                    Some(_) => values.next().flatten(),
+                    None => None,
+                };
+                entries.push(IndexEntry {
+                    member: member.clone(),
+                    score: *score,
+                    id,
+                    value,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn list_subject_inner(&self, subject: &str) -> Result<Vec<Record>> {
+        let now = Timestamp::now();
+        let entries = self.scan_subject(subject).await?;
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        let mut invalid = Vec::new();
+        for e in &entries {
+            if e.id.is_none() {
+                invalid.push(e.member.as_str());
+                continue;
+            }
+            let record = match (e.id, &e.value) {
+                (Some(id), Some(bytes)) => match codec::decode(id, bytes) {
+                    Ok(r) => Some(r),
+                    Err(err) => {
+                        tracing::warn!(id = %id.redacted(), error = %err, "skipping a corrupted session value while listing a subject");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            match record {
+                Some(r) if r.subject.as_deref() == Some(subject) && r.is_live(now) => live.push(r),
+                _ if e.score <= now.as_millis() as f64 => stale.push(e.member.as_str()),
+                _ => {}
+            }
+        }
+        if let Err(err) = self.index_prune(subject, now, &stale).await {
+            tracing::debug!(error = %err, "could not prune a subject index; will retry on the next read");
+        }
+        if let Err(err) = self.index_remove(subject, &invalid).await {
+            tracing::debug!(error = %err, "could not clean a subject index; will retry on the next read");
+        }
+        live.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(live)
+    }
+
+    async fn delete_if_subject(
+        &self,
+        i: usize,
+        id: SessionId,
+        tag: &[u8],
+        now: Timestamp,
+    ) -> (usize, Result<i64>) {
+        let mut conn = self.conn.clone();
+        let r: Result<Vec<i64>> = DELETE_IF_SUBJECT
+            .key(self.keys.session(&id))
+            .arg(tag)
+            .arg(now.as_millis())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e));
+        (i, r.map(|v| v.first().copied().unwrap_or(0)))
+    }
+
+    async fn delete_subject_inner(&self, subject: &str) -> Result<u64> {
+        let now = Timestamp::now();
+        let entries = self.scan_subject(subject).await?;
+        let tag = codec::subject_tag(Some(subject));
+        let mut results: Vec<(usize, Result<i64>)> = Vec::with_capacity(entries.len());
+        let jobs: Vec<(usize, SessionId)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.id.map(|id| (i, id)))
+            .collect();
+        for batch in jobs.chunks(DELETE_CONCURRENCY) {
+            let mut futs = Vec::with_capacity(batch.len());
+            for (i, id) in batch {
+                futs.push(self.delete_if_subject(*i, *id, &tag, now));
+            }
+            results.extend(futures_util::future::join_all(futs).await);
+        }
+        let mut removed = 0u64;
+        let mut deleted: Vec<&str> = Vec::new();
+        let mut first_err = None;
+        let mut done = vec![false; entries.len()];
+        for (i, r) in results {
+            match r {
+                Ok(1) => {
+                    removed += 1;
+                    done[i] = true;
+                }
+                Ok(2) => done[i] = true,
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let mut stale = Vec::new();
+        for (e, done) in entries.iter().zip(done) {
+            if done || e.id.is_none() {
+                deleted.push(e.member.as_str());
+            } else if e.score <= now.as_millis() as f64 {
+                // Named no session of this subject: pruned only while its
+                // score has passed, so an in-flight create is kept.
+                stale.push(e.member.as_str());
+            }
+        }
+        if let Err(err) = self.index_remove(subject, &deleted).await {
+            tracing::debug!(error = %err, "could not clean a subject index; pruned on read");
+        }
+        if let Err(err) = self.index_prune(subject, now, &stale).await {
+            tracing::debug!(error = %err, "could not prune a subject index; will retry on the next read");
+        }
+        Ok(removed)
+    }
+}
+
+struct IndexEntry {
+    member: String,
+    score: f64,
+    id: Option<SessionId>,
+    value: Option<Vec<u8>>,
+}
+
+/// `ZRANGE … WITHSCORES` as (member, score) pairs, from the flat RESP2 form
+/// or the nested RESP3 form.
+fn zrange_pairs(raw: Value) -> Result<Vec<(String, f64)>> {
+    let bad = || Error::backend("unexpected ZRANGE reply", false);
+    let items = match raw {
+        Value::Array(items) => items,
+        Value::Nil => return Ok(Vec::new()),
+        _ => return Err(bad()),
+    };
+    let text = |v: &Value| -> Option<String> {
+        match v {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        }
+    };
+    let number = |v: &Value| -> Option<f64> {
+        match v {
+            Value::Double(d) => Some(*d),
+            Value::Int(i) => Some(*i as f64),
+            other => text(other)?.parse().ok(),
+        }
+    };
+    let mut out = Vec::new();
+    if items.iter().all(|v| matches!(v, Value::Array(_))) {
+        for item in &items {
+            if let Value::Array(pair) = item
+                && let [m, s] = &pair[..]
+            {
+                // Members that are not UTF-8 cannot be session IDs; keep them
+                // as lossy text so they can be pruned.
+                out.push((text(m).unwrap_or_default(), number(s).ok_or_else(bad)?));
+            }
+        }
+    } else {
+        for pair in items.chunks(2) {
+            if let [m, s] = pair {
+                out.push((text(m).unwrap_or_default(), number(s).ok_or_else(bad)?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a script reply `{code, tag?}`.
+fn script_reply(v: Value) -> Result<(i64, Option<Vec<u8>>)> {
+    let bad = || Error::backend("unexpected script reply", false);
+    match v {
+        Value::Array(items) => {
+            let code = match items.first() {
+                Some(Value::Int(c)) => *c,
+                _ => return Err(bad()),
+            };
+            let tag = match items.get(1) {
+                Some(Value::BulkString(b)) => Some(b.clone()),
+                None => None,
+                _ => return Err(bad()),
+            };
+            Ok((code, tag))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn check_subject(record: &Record) -> Result<()> {
+    match &record.subject {
+        Some(s) => validate_subject(s),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, record: &Record) -> Result<()> {
+        check_subject(record)?;
+        let value = codec::encode(record, record.version)?;
+        bounded(self.timeout, async {
+            let now = Timestamp::now();
+            // The index entry is written first: a session that exists is
+            // always in its subject's index.
+            if let Some(subject) = &record.subject
+                && record.is_live(now)
+            {
+                self.index_add(subject, &record.id, record.expires_at)
+                    .await?;
+            }
+            // A PXAT in the past stores nothing (the record is not live), but
+            // a live record with this ID still makes NX fail.
+            let pxat = record.expires_at.as_millis().clamp(1, MAX_PXAT);
+            let reply: Value = self
+                .query(
+                    redis::cmd("SET")
+                        .arg(self.keys.session(&record.id))
+                        .arg(value)
+                        .arg("NX")
+                        .arg("PXAT")
+                        .arg(pxat),
+                )
+                .await?;
+            match reply {
+                Value::Nil => Err(Error::Conflict),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
+        bounded(self.timeout, async {
+            let bytes: Option<Vec<u8>> = self
+                .query(redis::cmd("GET").arg(self.keys.session(id)))
+                .await?;
+            let Some(bytes) = bytes else { return Ok(None) };
+            let record = codec::decode(*id, &bytes)?;
+            Ok(record.is_live(Timestamp::now()).then_some(record))
+        })
+        .await
+    }
+
+    async fn save(&self, record: &Record) -> Result<u64> {
+        check_subject(record)?;
+        let Some(new_version) = record.version.checked_add(1) else {
+            // No stored version can be followed by this one: report what a
+            // CAS would (absent, or a different version), else exhaustion.
+            return match self.load(&record.id).await? {
+                None => Err(Error::NotFound),
+                Some(stored) if stored.version != record.version => Err(Error::Conflict),
+                Some(_) => Err(Error::backend("session version counter exhausted", false)),
+            };
+        };
+        let value = codec::encode(record, new_version)?;
+        bounded(self.timeout, async {
+            let now = Timestamp::now();
+            if let Some(subject) = &record.subject
+                && record.is_live(now)
+            {
+                self.index_add(subject, &record.id, record.expires_at).await?;
+            }
+            let mut conn = self.conn.clone();
+            let reply: Value = SAVE
+                .key(self.keys.session(&record.id))
+                .arg(&record.version.to_be_bytes()[..])
+                .arg(now.as_millis())
+                .arg(value)
+                .arg(record.expires_at.as_millis().min(MAX_PXAT))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            match script_reply(reply)? {
+                (1, Some(tag)) => {
+                    let old = codec::parse_subject_tag(&tag)?;
+                    if let Some(old) = old.filter(|o| record.subject.as_deref() != Some(o))
+                        && let Err(err) = self.index_remove(&old, &[record.id.as_str()]).await
+                    {
+                        tracing::debug!(error = %err, "could not remove a session from its former subject's index; pruned on read");
+                    }
+                    Ok(new_version)
+                }
+                (0, _) => Err(Error::NotFound),
+                (-1, _) => Err(Error::Conflict),
+                (-2, _) => Err(Error::decode("corrupted session value")),
+                _ => Err(Error::backend("unexpected script reply", false)),
+            }
+        })
+        .await
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+        bounded(self.timeout, async {
+            let now = Timestamp::now();
+            let mut conn = self.conn.clone();
+            let reply: Value = TOUCH
+                .key(self.keys.session(id))
+                .arg(now.as_millis())
+                .arg(expires_at.as_millis().min(MAX_PXAT))
+                .arg(&expires_at.as_millis().to_be_bytes()[..])
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            match script_reply(reply)? {
+                (1, Some(tag)) => {
+                    // The index is raised after the write (the subject is
+                    // only known now). If this fails the caller sees the
+                    // error and a retry repairs the index.
+                    if let Some(subject) = codec::parse_subject_tag(&tag)?
+                        && expires_at > now
+                    {
+                        self.index_add(&subject, id, expires_at).await?;
+                    }
+                    Ok(())
+                }
+                (0, _) => Err(Error::NotFound),
+                (-2, _) => Err(Error::decode("corrupted session value")),
+                _ => Err(Error::backend("unexpected script reply", false)),
+            }
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        bounded(self.timeout, async {
+            let now = Timestamp::now();
+            let old: Option<Vec<u8>> = self
+                .query(redis::cmd("GETDEL").arg(self.keys.session(id)))
+                .await?;
+            let Some(old) = old else { return Ok(false) };
+            match codec::decode(*id, &old) {
+                Ok(record) => {
+                    if let Some(subject) = &record.subject
+                        && let Err(err) = self.index_remove(subject, &[id.as_str()]).await
+                    {
+                        tracing::debug!(error = %err, "could not remove a deleted session from its subject's index; pruned on read");
+                    }
+                    Ok(record.is_live(now))
+                }
+                Err(err) => {
+                    tracing::warn!(id = %id.redacted(), error = %err, "deleted a corrupted session value");
+                    Ok(true)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
+        validate_subject(subject)?;
+        bounded(self.timeout, self.list_subject_inner(subject)).await
+    }
+
+    async fn delete_subject(&self, subject: &str) -> Result<u64> {
+        validate_subject(subject)?;
+        bounded(self.timeout, self.delete_subject_inner(subject)).await
+    }
+
+    /// Redis expires keys by itself (`PXAT`): nothing to purge, returns 0.
+    async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+}

@@ -1,0 +1,356 @@
+//! Test support: the shared server URL, random prefixes, and private
+//! `redis-server` processes (single nodes and a three-master cluster) that
+//! never outlive the test binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sessionkit_redis::{RedisConfig, RedisStore};
+
+/// The shared server (env `SESSIONKIT_REDIS_URL`, default loopback).
+pub fn redis_url() -> String {
+    std::env::var("SESSIONKIT_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn random_hex(n: usize) -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
+}
+
+/// A fresh key prefix, so that concurrent tests never see each other's keys.
+pub fn random_prefix() -> String {
+    format!("sktest:{}", random_hex(12))
+}
+
+/// A store on the shared server under a fresh prefix, or a loud skip.
+pub async fn shared_store() -> Option<RedisStore> {
+    let url = redis_url();
+    match RedisStore::standalone(&url, RedisConfig::new().prefix(random_prefix())).await {
+        Ok(store) => Some(store),
+        Err(err) => sessionkit_testkit::skip(&format!("redis at {url}"), err),
+    }
+}
+
+/// Whether `redis-server` and `redis-cli` can be run; skips loudly if not.
+pub fn have_redis_binaries() -> bool {
+    let ok = |bin: &str| {
+        Command::new(bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if ok("redis-server") && ok("redis-cli") {
+        true
+    } else {
+        let _: Option<()> =
+            sessionkit_testkit::skip("redis-server and redis-cli binaries", "not found on PATH");
+        false
+    }
+}
+
+/// A loopback port `p` such that both `p` and the cluster bus port
+/// `p + 10000` are free right now.
+pub fn free_port() -> u16 {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let p: u16 = rng.random_range(20_000..30_000);
+        if TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// A private temporary directory (removed by [`RedisServer`]'s drop or, for
+/// servers that live as long as the test binary, by the watcher).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sessionkit-redis-{tag}-{}", random_hex(10)));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+/// One `redis-server` process on a loopback port.
+///
+/// It is started through a small `sh` watcher that kills it (and removes
+/// its directory) as soon as the test process is gone, so a server never
+/// outlives the test binary, even after a panic or an abort; `Drop` kills
+/// it at once.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    args: Vec<String>,
+    pid: u32,
+    watcher: Option<Child>,
+    owns_dir: bool,
+}
+
+impl RedisServer {
+    /// Starts a server with extra arguments, and waits until it answers.
+    pub fn start(tag: &str, extra: &[&str]) -> RedisServer {
+        let dir = temp_dir(tag);
+        let port = free_port();
+        let mut server = RedisServer {
+            port,
+            dir,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            pid: 0,
+            watcher: None,
+            owns_dir: true,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server whose directory is removed by the watcher when the test
+    /// process exits (for servers kept in a `static`).
+    pub fn start_detached(tag: &str, extra: &[&str]) -> RedisServer {
+        let mut s = Self::start(tag, extra);
+        s.owns_dir = false;
+        s
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let logfile = self.dir.join(format!("redis-{port}.log"));
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.clone(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            self.dir.display().to_string(),
+            "--logfile".into(),
+            logfile.display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--daemonize".into(),
+            "no".into(),
+        ];
+        args.extend(self.args.iter().cloned());
+        let script = r#"
+parent="$1"; dir="$2"; shift 2
+redis-server "$@" </dev/null >/dev/null 2>&1 &
+child=$!
+echo "$child"
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.2; done
+if ! kill -0 "$parent" 2>/dev/null; then
+  kill -CONT "$child" 2>/dev/null; kill -9 "$child" 2>/dev/null; rm -rf "$dir"
+fi
+"#;
+        let mut watcher = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(std::process::id().to_string())
+            .arg(&self.dir)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server through sh");
+        let stdout = watcher.stdout.take().expect("watcher stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the redis-server pid");
+        self.pid = line.trim().parse().expect("redis-server pid");
+        self.watcher = Some(watcher);
+        self.wait_ready();
+    }
+
+    /// Polls `PING` until the server answers (bounded: 10 s).
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(self.port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let log = std::fs::read_to_string(self.dir.join(format!("redis-{}.log", self.port)))
+            .unwrap_or_default();
+        panic!(
+            "redis-server on port {} did not start; log:\n{log}",
+            self.port
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(sig)
+            .arg(self.pid.to_string())
+            .status();
+    }
+
+    /// `kill -9`, and waits until the process is gone.
+    pub fn kill9(&mut self) {
+        self.signal("-CONT");
+        self.signal("-9");
+        if let Some(mut w) = self.watcher.take() {
+            let _ = w.wait();
+        }
+        // The port is closed once the process is gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Runs `redis-cli -p <port> <args>` and returns its standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.signal("-9");
+        if let Some(mut w) = self.watcher.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `redis-cli -p <port> <args>` (bounded by coreutils `timeout`).
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// A three-master Redis Cluster on loopback.
+pub struct Cluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|i| {
+                let tag = format!("cluster{i}");
+                // The cluster config file name is fixed up after the port is
+                // known: redis-server writes it in --dir.
+                RedisServer::start_detached(
+                    &tag,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--appendonly",
+                        "no",
+                    ],
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let mut args: Vec<&str> = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = cli(nodes[0].port, &args);
+        assert!(
+            out.contains("All 16384 slots covered"),
+            "redis-cli --cluster create failed:\n{out}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = nodes
+                .iter()
+                .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"));
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "cluster_state did not become ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Cluster { nodes }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// Waits for `cond` (bounded).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
