@@ -1,1 +1,310 @@
-//! placeholder
+//! SQL session store for sessionkit over [sqlx]: SQLite (embedded),
+//! PostgreSQL and MySQL/MariaDB.
+//!
+//! Enable the database(s) you use with the cargo features `sqlite`,
+//! `postgres` and `mysql` (MariaDB is served by `mysql`).
+//!
+//! ```no_run
+//! # #[cfg(feature = "sqlite")]
+//! # async fn demo() -> sessionkit_core::Result<()> {
+//! use std::time::Duration;
+//! use sessionkit_core::{Record, SessionId, SessionStore, Timestamp};
+//! use sessionkit_sql::SqlStore;
+//!
+//! let store = SqlStore::builder()
+//!     .table("sessions")
+//!     .max_connections(8)
+//!     .statement_timeout(Duration::from_secs(5))
+//!     .connect("sqlite://sessions.db")
+//!     .await?;
+//! let now = Timestamp::now();
+//! let record = Record::new(SessionId::generate(), Some("alice".into()), b"{}".to_vec(), now, now + Duration::from_secs(3600));
+//! store.create(&record).await?;
+//! assert!(store.load(&record.id).await?.is_some());
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//!
+//! ## Schema
+//!
+//! One table (default name `sessions`, configurable with
+//! [`SqlStoreOptions::table`]; on PostgreSQL optionally in a schema set with
+//! [`SqlStoreOptions::schema`]):
+//!
+//! | column       | type                         | notes                                  |
+//! |--------------|------------------------------|----------------------------------------|
+//! | `id`         | text                         | primary key; binary/`C` collation      |
+//! | `subject`    | text, nullable               | indexed (`<table>_subject_idx`)        |
+//! | `payload`    | `BYTEA` / `BLOB` / `LONGBLOB`| opaque bytes                           |
+//! | `version`    | `BIGINT`                     | compare-and-swap counter               |
+//! | `created_at` | `BIGINT`                     | milliseconds since the Unix epoch      |
+//! | `expires_at` | `BIGINT`                     | milliseconds since the epoch; indexed (`<table>_expires_idx`) |
+//!
+//! Instants are integers, not database date types, so that the index on
+//! `expires_at` serves range scans identically on every database and a
+//! record survives a round trip bit for bit.
+//!
+//! Table and schema names are checked against
+//! `^[A-Za-z_][A-Za-z0-9_]{0,62}$` before they ever reach SQL text; every
+//! value is a bound parameter.
+//!
+//! ## Migrations
+//!
+//! The schema is created by versioned migrations embedded in the crate,
+//! recorded per table in `sessionkit_migrations` (same schema). They run when
+//! the store is built (unless [`SqlStoreOptions::migrate`] is `false`; then
+//! call [`SqlStore::migrate`] yourself) and are safe to run again and from
+//! several processes at once: every statement is `IF NOT EXISTS`, and the
+//! whole run holds a lock: a transaction-scoped advisory lock on PostgreSQL
+//! (where the DDL is transactional too), an immediate transaction on SQLite,
+//! `GET_LOCK` on MySQL/MariaDB.
+//!
+//! ## Which clock decides expiry
+//!
+//! **The application's clock.** Every statement that must tell live from
+//! expired compares `expires_at` with [`Timestamp::now`] taken by the
+//! process and passed as a parameter; the database clock is never used. A
+//! record is live while `expires_at > now`. Keep the application hosts'
+//! clocks synchronised (NTP): a host running ahead sees sessions expire
+//! early, one running behind sees them late, by its skew. This keeps the
+//! rule identical on the three databases (which disagree on time functions)
+//! and identical to the other sessionkit stores.
+//!
+//! ## What is atomic
+//!
+//! - `create` on SQLite and PostgreSQL is one statement:
+//!   `INSERT … ON CONFLICT (id) DO UPDATE … WHERE expires_at <= now`; it
+//!   inserts, or replaces a row with the same ID only if that row expired;
+//!   zero rows affected means a live row holds the ID ([`Error::Conflict`]).
+//!   On MySQL (whose `ON DUPLICATE KEY UPDATE` row count cannot tell
+//!   "replaced" from "left alone") a plain insert that hits a duplicate key
+//!   deletes the row only if it expired and inserts once more; a live row is
+//!   never touched, and a concurrent creator wins with the other one seeing
+//!   `Conflict`.
+//! - `save` is one `UPDATE … WHERE id = ? AND version = ? AND expires_at > now`:
+//!   a compare-and-swap without a read-then-write race. When it updates
+//!   nothing, a follow-up read of the live version tells
+//!   [`Error::Conflict`] (a live row with another version) from
+//!   [`Error::NotFound`] (none).
+//! - `touch`, `delete`, `delete_subject` are single statements restricted
+//!   to live rows; `load` and `list_subject` never return expired rows.
+//!
+//! ## Cleanup
+//!
+//! Expired rows are invisible at once but stay in the table until
+//! [`SessionStore::delete_expired`] removes them, in batches of
+//! [`SqlStoreOptions::cleanup_batch_size`] rows (default 1000) so that a
+//! large purge never holds long locks; it loops until a batch comes back
+//! short. [`spawn_cleanup`] runs it periodically on tokio, logs failures
+//! through `tracing` and retries, and stops when its shutdown future
+//! completes.
+//!
+//! ## Pool, timeouts, errors
+//!
+//! [`SqlStoreOptions`] sets the pool size, the acquire timeout and a
+//! statement timeout (PostgreSQL `statement_timeout`, MariaDB
+//! `max_statement_time` / MySQL `max_execution_time`, SQLite busy timeout).
+//! A statement cancelled by that timeout is [`Error::Timeout`]; lost
+//! connections, IO errors, pool exhaustion, lock timeouts and deadlocks are
+//! [`Error::Backend`] with `retryable: true`; anything else is a
+//! non-retryable `Backend` error. A connection killed by the server is
+//! dropped from the pool, so the next call works on a fresh one.
+//!
+//! With an in-memory SQLite database (`sqlite::memory:`) the pool is kept to
+//! one connection that never expires: the database lives exactly as long as
+//! that connection.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// Without a database feature the store has no driver: it compiles, but
+// building one fails with `Error::Config`.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(unused, dead_code)
+)]
+
+mod cleanup;
+mod core;
+mod dialect;
+mod error;
+mod options;
+
+use sessionkit_core::{Record, Result, SessionId, SessionStore, Timestamp, async_trait};
+
+pub use cleanup::spawn_cleanup;
+pub use dialect::{Dialect, Statement, validate_identifier};
+pub use options::SqlStoreOptions;
+#[doc(no_inline)]
+pub use sessionkit_core::Error;
+/// The sqlx version this crate is built on, for building pools and options.
+pub use sqlx;
+
+/// A [`SessionStore`] in one table of a SQLite, PostgreSQL or MySQL/MariaDB
+/// database. Cheap to clone (the pool is shared).
+///
+/// Build one with [`SqlStore::connect`] or [`SqlStore::builder`].
+#[derive(Clone)]
+pub struct SqlStore {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    #[cfg(feature = "sqlite")]
+    Sqlite(std::sync::Arc<core::Core<sqlx::Sqlite>>),
+    #[cfg(feature = "postgres")]
+    Postgres(std::sync::Arc<core::Core<sqlx::Postgres>>),
+    #[cfg(feature = "mysql")]
+    MySql(std::sync::Arc<core::Core<sqlx::MySql>>),
+}
+
+#[cfg(feature = "sqlite")]
+impl From<std::sync::Arc<core::Core<sqlx::Sqlite>>> for Inner {
+    fn from(core: std::sync::Arc<core::Core<sqlx::Sqlite>>) -> Self {
+        Inner::Sqlite(core)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<std::sync::Arc<core::Core<sqlx::Postgres>>> for Inner {
+    fn from(core: std::sync::Arc<core::Core<sqlx::Postgres>>) -> Self {
+        Inner::Postgres(core)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl From<std::sync::Arc<core::Core<sqlx::MySql>>> for Inner {
+    fn from(core: std::sync::Arc<core::Core<sqlx::MySql>>) -> Self {
+        Inner::MySql(core)
+    }
+}
+
+/// Runs one expression on whichever driver the store uses: the logic exists
+/// once, in `core::Core<DB>`.
+macro_rules! dispatch {
+    ($self:expr, $core:ident => $body:expr) => {
+        match $self.inner {
+            #[cfg(feature = "sqlite")]
+            Inner::Sqlite(ref $core) => $body,
+            #[cfg(feature = "postgres")]
+            Inner::Postgres(ref $core) => $body,
+            #[cfg(feature = "mysql")]
+            Inner::MySql(ref $core) => $body,
+        }
+    };
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("dialect", &self.dialect())
+            .field("table", &self.table())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Options with defaults: table `sessions`, migrations on build, batch
+    /// size 1000, 10 connections, 5 s acquire timeout, no statement timeout.
+    pub fn builder() -> SqlStoreOptions {
+        SqlStoreOptions::new()
+    }
+
+    /// Connects with default options; the URL scheme picks the database
+    /// (`sqlite:`, `postgres://`, `mysql://` / `mariadb://`).
+    pub async fn connect(url: &str) -> Result<SqlStore> {
+        SqlStoreOptions::new().connect(url).await
+    }
+
+    /// Runs the embedded schema migrations that this table has not seen
+    /// yet. Idempotent; safe to call concurrently from several processes.
+    pub async fn migrate(&self) -> Result<()> {
+        dispatch!(self, c => c.migrate().await)
+    }
+
+    /// The database family.
+    pub fn dialect(&self) -> Dialect {
+        dispatch!(self, c => c.sql.dialect)
+    }
+
+    /// The (unqualified) table name.
+    pub fn table(&self) -> &str {
+        dispatch!(self, c => &c.sql.table)
+    }
+
+    /// The SQL text this store runs for one operation, with its placeholders,
+    /// for example to check a query plan with `EXPLAIN`.
+    pub fn sql(&self, statement: Statement) -> &str {
+        dispatch!(self, c => c.sql.statement(statement))
+    }
+
+    /// Closes the pool; later calls fail with a retryable backend error.
+    pub async fn close(&self) {
+        dispatch!(self, c => c.pool.close().await)
+    }
+
+    /// The SQLite pool, if this store uses SQLite.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        #[allow(unreachable_patterns)]
+        match self.inner {
+            Inner::Sqlite(ref c) => Some(&c.pool),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL pool, if this store uses PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        #[allow(unreachable_patterns)]
+        match self.inner {
+            Inner::Postgres(ref c) => Some(&c.pool),
+            _ => None,
+        }
+    }
+
+    /// The MySQL/MariaDB pool, if this store uses MySQL.
+    #[cfg(feature = "mysql")]
+    pub fn mysql_pool(&self) -> Option<&sqlx::MySqlPool> {
+        #[allow(unreachable_patterns)]
+        match self.inner {
+            Inner::MySql(ref c) => Some(&c.pool),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn create(&self, record: &Record) -> Result<()> {
+        dispatch!(self, c => c.create(record).await)
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
+        dispatch!(self, c => c.load(id).await)
+    }
+
+    async fn save(&self, record: &Record) -> Result<u64> {
+        dispatch!(self, c => c.save(record).await)
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+        dispatch!(self, c => c.touch(id, expires_at).await)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        dispatch!(self, c => c.delete(id).await)
+    }
+
+    async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
+        dispatch!(self, c => c.list_subject(subject).await)
+    }
+
+    async fn delete_subject(&self, subject: &str) -> Result<u64> {
+        dispatch!(self, c => c.delete_subject(subject).await)
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        dispatch!(self, c => c.delete_expired().await)
+    }
+}

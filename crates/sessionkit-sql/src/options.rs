@@ -1,0 +1,295 @@
+//! Building a [`SqlStore`]: table, pool and timeout settings.
+
+use std::time::Duration;
+
+#[allow(unused_imports)]
+use sessionkit_core::{Error, Result};
+
+#[allow(unused_imports)]
+use crate::{Dialect, SqlStore, dialect::Sql};
+
+/// Settings for a [`SqlStore`], then one of the `connect*` / `with_*_pool`
+/// methods to build it.
+///
+/// ```no_run
+/// # #[cfg(feature = "postgres")]
+/// # async fn demo() -> sessionkit_core::Result<()> {
+/// use std::time::Duration;
+/// use sessionkit_sql::SqlStore;
+///
+/// let store = SqlStore::builder()
+///     .table("web_sessions")
+///     .schema("auth")
+///     .max_connections(20)
+///     .acquire_timeout(Duration::from_secs(2))
+///     .statement_timeout(Duration::from_secs(3))
+///     .cleanup_batch_size(500)
+///     .connect("postgres://postgres@127.0.0.1:5432/test")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqlStoreOptions {
+    table: String,
+    schema: Option<String>,
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    statement_timeout: Option<Duration>,
+    batch_size: u32,
+    migrate: bool,
+}
+
+impl Default for SqlStoreOptions {
+    fn default() -> Self {
+        SqlStoreOptions {
+            table: "sessions".to_owned(),
+            schema: None,
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            statement_timeout: None,
+            batch_size: 1000,
+            migrate: true,
+        }
+    }
+}
+
+impl SqlStoreOptions {
+    /// The defaults: table `sessions`, no schema, 10 connections, 5 s
+    /// acquire timeout, 10 min idle timeout, no statement timeout, cleanup
+    /// batches of 1000 rows, migrations run when the store is built.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The table name; checked by [`validate_identifier`](crate::validate_identifier)
+    /// when the store is built.
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
+
+    /// A PostgreSQL schema for the table (created by the migrations if
+    /// missing). Building fails on other databases.
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = Some(name.into());
+        self
+    }
+
+    /// Largest number of pooled connections (default 10; forced to 1 for an
+    /// in-memory SQLite database).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Connections kept open even when idle (default 0).
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.min_connections = n;
+        self
+    }
+
+    /// How long a call waits for a free connection before failing with a
+    /// retryable backend error (default 5 s).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Idle connections above `min_connections` are closed after this long
+    /// (default 10 min; `None` keeps them).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The longest one statement may run; the server cancels it after that
+    /// and the call fails with [`Error::Timeout`]. Applied per connection:
+    /// PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL:
+    /// `max_execution_time`, which covers reads only), SQLite busy timeout
+    /// (how long to wait for a lock). Not applied to a pool you pass in.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// Rows deleted per statement by `delete_expired` (default 1000).
+    pub fn cleanup_batch_size(mut self, rows: u32) -> Self {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    /// Whether building the store runs the migrations (default `true`).
+    /// When `false`, call [`SqlStore::migrate`] before use.
+    pub fn migrate(mut self, run: bool) -> Self {
+        self.migrate = run;
+        self
+    }
+
+    /// Connects to the database an URL names (`sqlite:…`, `postgres://…`,
+    /// `mysql://…` / `mariadb://…`); the matching cargo feature must be on.
+    /// A SQLite file is created if missing.
+    pub async fn connect(self, url: &str) -> Result<SqlStore> {
+        let dialect = Dialect::from_url(url)
+            .ok_or_else(|| Error::Config("unsupported database URL scheme".to_owned()))?;
+        match dialect {
+            #[cfg(feature = "sqlite")]
+            Dialect::Sqlite => {
+                let opts: sqlx::sqlite::SqliteConnectOptions = url
+                    .parse()
+                    .map_err(|e| Error::Config(format!("bad SQLite URL: {e}")))?;
+                self.connect_sqlite(opts.create_if_missing(true)).await
+            }
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => {
+                let opts: sqlx::postgres::PgConnectOptions = url
+                    .parse()
+                    .map_err(|e| Error::Config(format!("bad PostgreSQL URL: {e}")))?;
+                self.connect_postgres(opts).await
+            }
+            #[cfg(feature = "mysql")]
+            Dialect::MySql => {
+                let opts: sqlx::mysql::MySqlConnectOptions = url
+                    .parse()
+                    .map_err(|e| Error::Config(format!("bad MySQL URL: {e}")))?;
+                self.connect_mysql(opts).await
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(Error::Config(format!(
+                "sessionkit-sql was built without the cargo feature for {other:?}"
+            ))),
+        }
+    }
+
+    #[allow(dead_code)]
+    fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
+        sqlx::pool::PoolOptions::<DB>::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections.min(self.max_connections))
+            .acquire_timeout(self.acquire_timeout)
+            .idle_timeout(self.idle_timeout)
+    }
+
+    #[allow(dead_code)]
+    async fn finish<DB>(self, pool: sqlx::Pool<DB>, dialect: Dialect) -> Result<SqlStore>
+    where
+        DB: sqlx::Database,
+        crate::Inner: From<std::sync::Arc<crate::core::Core<DB>>>,
+    {
+        let sql = Sql::new(dialect, &self.table, self.schema.as_deref())?;
+        let core = crate::core::Core {
+            pool,
+            sql: std::sync::Arc::new(sql),
+            batch_size: self.batch_size,
+            statement_timeout: self.statement_timeout,
+        };
+        let store = SqlStore {
+            inner: crate::Inner::from(std::sync::Arc::new(core)),
+        };
+        if self.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Connects to SQLite with these connection options. An in-memory
+    /// database gets a pool of exactly one connection that is never closed
+    /// (the database lives as long as it).
+    #[cfg(feature = "sqlite")]
+    pub async fn connect_sqlite(
+        self,
+        mut opts: sqlx::sqlite::SqliteConnectOptions,
+    ) -> Result<SqlStore> {
+        let name = opts.get_filename().to_string_lossy().into_owned();
+        let in_memory = name.starts_with("file:sqlx-in-memory") || name == ":memory:";
+        if let Some(t) = self.statement_timeout {
+            opts = opts.busy_timeout(t);
+        }
+        let mut pool = self.pool_options::<sqlx::Sqlite>();
+        if in_memory {
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool
+            .connect_with(opts)
+            .await
+            .map_err(|e| self.connect_error(Dialect::Sqlite, e))?;
+        self.finish(pool, Dialect::Sqlite).await
+    }
+
+    /// Connects to PostgreSQL with these connection options.
+    #[cfg(feature = "postgres")]
+    pub async fn connect_postgres(
+        self,
+        mut opts: sqlx::postgres::PgConnectOptions,
+    ) -> Result<SqlStore> {
+        if let Some(t) = self.statement_timeout {
+            opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis().max(1)))]);
+        }
+        let pool = self
+            .pool_options::<sqlx::Postgres>()
+            .connect_with(opts)
+            .await
+            .map_err(|e| self.connect_error(Dialect::Postgres, e))?;
+        self.finish(pool, Dialect::Postgres).await
+    }
+
+    /// Connects to MySQL or MariaDB with these connection options.
+    #[cfg(feature = "mysql")]
+    pub async fn connect_mysql(self, opts: sqlx::mysql::MySqlConnectOptions) -> Result<SqlStore> {
+        let mut pool = self.pool_options::<sqlx::MySql>();
+        if let Some(t) = self.statement_timeout {
+            let secs = format!("{:.3}", t.as_secs_f64().max(0.001));
+            let millis = t.as_millis().max(1);
+            pool = pool.after_connect(move |conn, _meta| {
+                let mariadb = format!("SET SESSION max_statement_time = {secs}");
+                let mysql = format!("SET SESSION max_execution_time = {millis}");
+                Box::pin(async move {
+                    use sqlx::{AssertSqlSafe, Executor};
+                    // MariaDB first; MySQL rejects the variable and has its own.
+                    if conn.execute(AssertSqlSafe(mariadb)).await.is_err() {
+                        conn.execute(AssertSqlSafe(mysql)).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool
+            .connect_with(opts)
+            .await
+            .map_err(|e| self.connect_error(Dialect::MySql, e))?;
+        self.finish(pool, Dialect::MySql).await
+    }
+
+    /// Uses an existing SQLite pool (pool and timeout settings of these
+    /// options are not applied to it).
+    #[cfg(feature = "sqlite")]
+    pub async fn with_sqlite_pool(self, pool: sqlx::SqlitePool) -> Result<SqlStore> {
+        self.finish(pool, Dialect::Sqlite).await
+    }
+
+    /// Uses an existing PostgreSQL pool (pool and timeout settings of these
+    /// options are not applied to it).
+    #[cfg(feature = "postgres")]
+    pub async fn with_postgres_pool(self, pool: sqlx::PgPool) -> Result<SqlStore> {
+        self.finish(pool, Dialect::Postgres).await
+    }
+
+    /// Uses an existing MySQL/MariaDB pool (pool and timeout settings of
+    /// these options are not applied to it).
+    #[cfg(feature = "mysql")]
+    pub async fn with_mysql_pool(self, pool: sqlx::MySqlPool) -> Result<SqlStore> {
+        self.finish(pool, Dialect::MySql).await
+    }
+
+    #[allow(dead_code)]
+    fn connect_error(&self, dialect: Dialect, e: sqlx::Error) -> Error {
+        crate::error::map(dialect, self.statement_timeout, e)
+    }
+}
