@@ -52,7 +52,7 @@ pub(crate) struct Core<DB: Database> {
 }
 
 fn to_i64(v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::Config(format!("version {v} does not fit in BIGINT")))
+    i64::try_from(v).map_err(|_| Error::Config(format!("version {v} does not fit in a BIGINT")))
 }
 
 fn to_u64(v: i64) -> Result<u64> {
@@ -167,24 +167,26 @@ where
     }
 
     pub(crate) async fn save(&self, r: &Record) -> Result<u64> {
-        let next = r
-            .version
-            .checked_add(1)
-            .ok_or_else(|| Error::Config("version overflow".to_owned()))?;
-        let expected = to_i64(r.version)?;
+        // A version beyond BIGINT (or whose successor is) cannot be stored,
+        // so it cannot match either: only the follow-up read decides.
+        let versions = i64::try_from(r.version)
+            .ok()
+            .and_then(|v| Some((v, v.checked_add(1)?)));
         for _ in 0..SAVE_ATTEMPTS {
             let now = Timestamp::now().as_millis();
-            let q = Self::q(&self.sql.save)
-                .bind(r.subject.as_deref())
-                .bind(&r.payload[..])
-                .bind(to_i64(next)?)
-                .bind(r.created_at.as_millis())
-                .bind(r.expires_at.as_millis())
-                .bind(r.id.as_str())
-                .bind(expected)
-                .bind(now);
-            if self.execute(q).await? > 0 {
-                return Ok(next);
+            if let Some((expected, next)) = versions {
+                let q = Self::q(&self.sql.save)
+                    .bind(r.subject.as_deref())
+                    .bind(&r.payload[..])
+                    .bind(next)
+                    .bind(r.created_at.as_millis())
+                    .bind(r.expires_at.as_millis())
+                    .bind(r.id.as_str())
+                    .bind(expected)
+                    .bind(now);
+                if self.execute(q).await? > 0 {
+                    return to_u64(next);
+                }
             }
             // Nothing matched: is there a live row at all?
             let live: Option<i64> = Self::q(&self.sql.live_version)
@@ -196,12 +198,12 @@ where
                 .map(|row| row.try_get::<i64, _>(0))
                 .transpose()
                 .map_err(Error::decode)?;
-            match live {
-                None => return Err(Error::NotFound),
+            match (live, versions) {
+                (None, _) => return Err(Error::NotFound),
                 // The row changed between the two statements and now has
                 // the expected version again: try the update once more.
-                Some(v) if v == expected => continue,
-                Some(_) => return Err(Error::Conflict),
+                (Some(v), Some((expected, _))) if v == expected => continue,
+                (Some(_), _) => return Err(Error::Conflict),
             }
         }
         Err(Error::Conflict)

@@ -198,6 +198,13 @@ impl Sql {
         let p = |s: String| dialect.placeholders(s);
 
         const COLS: &str = "id, subject, payload, version, created_at, expires_at";
+        // What the SELECT lists read: MySQL keeps the subject as bytes
+        // (VARBINARY: its text collations ignore trailing spaces), cast back
+        // to text for the driver.
+        let subject_col = match dialect {
+            Dialect::MySql => "CAST(subject AS CHAR CHARACTER SET utf8mb4)",
+            Dialect::Postgres | Dialect::Sqlite => "subject",
+        };
         let create = match dialect {
             // One atomic statement: insert, or replace a row with the same ID
             // only if that row has expired. Zero rows affected = a live row
@@ -224,7 +231,7 @@ impl Sql {
         };
         let reclaim_expired = format!("DELETE FROM {t} WHERE id = ? AND expires_at <= ?");
         let load = format!(
-            "SELECT subject, payload, version, created_at, expires_at FROM {t} \
+            "SELECT {subject_col}, payload, version, created_at, expires_at FROM {t} \
              WHERE id = ? AND expires_at > ?"
         );
         let save = format!(
@@ -235,7 +242,8 @@ impl Sql {
         let touch = format!("UPDATE {t} SET expires_at = ? WHERE id = ? AND expires_at > ?");
         let delete = format!("DELETE FROM {t} WHERE id = ? AND expires_at > ?");
         let list_subject = format!(
-            "SELECT {COLS} FROM {t} WHERE subject = ? AND expires_at > ? ORDER BY created_at, id"
+            "SELECT id, {subject_col}, payload, version, created_at, expires_at FROM {t} \
+             WHERE subject = ? AND expires_at > ? ORDER BY created_at, id"
         );
         let delete_subject = format!("DELETE FROM {t} WHERE subject = ? AND expires_at > ?");
         let delete_expired_batch = match dialect {
@@ -293,12 +301,15 @@ impl Sql {
             ],
             // MySQL has no CREATE INDEX IF NOT EXISTS (MariaDB has): the
             // indexes are part of the one CREATE TABLE statement, so a
-            // migration interrupted half-way can simply run again. Binary
-            // collations: IDs and subjects compare byte for byte.
+            // migration interrupted half-way can simply run again. IDs and
+            // subjects compare byte for byte: the ID is ASCII with a binary
+            // collation (IDs never contain spaces), the subject VARBINARY
+            // (text collations there ignore trailing spaces). 1024 bytes
+            // hold the 256 characters of the longest valid subject.
             Dialect::MySql => vec![format!(
                 "CREATE TABLE IF NOT EXISTS {t} (\
                  id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY, \
-                 subject VARCHAR(256) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL, \
+                 subject VARBINARY(1024) NULL, \
                  payload LONGBLOB NOT NULL, version BIGINT NOT NULL, \
                  created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, \
                  INDEX {idx_subject} (subject), INDEX {idx_expires} (expires_at)\
