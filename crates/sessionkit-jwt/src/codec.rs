@@ -567,10 +567,10 @@ impl JwtCodec {
         if now >= exp.saturating_add(leeway) {
             return Err(reject(TokenRejection::Expired));
         }
-        if let Some(nbf) = nbf {
-            if nbf > now.saturating_add(leeway) {
-                return Err(reject(TokenRejection::NotYetValid));
-            }
+        if let Some(nbf) = nbf
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(reject(TokenRejection::NotYetValid));
         }
         if let Some(expected) = &self.issuer {
             match iss {

@@ -265,13 +265,12 @@ impl Key {
         use jsonwebtoken::jwk::{AlgorithmParameters, KeyAlgorithm};
         let kid = kid.into();
         check_kid(&kid)?;
-        if let Some(named) = jwk.common.key_algorithm {
-            if named != KeyAlgorithm::from(alg) {
-                return Err(config(format!(
-                    "key {kid:?}: the JWK is for {named}, not {:?}",
-                    alg
-                )));
-            }
+        if let Some(named) = jwk.common.key_algorithm
+            && named != KeyAlgorithm::from(alg)
+        {
+            return Err(config(format!(
+                "key {kid:?}: the JWK is for {named}, not {alg:?}"
+            )));
         }
         if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
             return Err(config(format!(
