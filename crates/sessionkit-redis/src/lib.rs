@@ -1,12 +1,12 @@
 //! Redis and Redis Cluster backend for sessionkit.
 //!
-//! - [`RedisStore`]: a [`SessionStore`](sessionkit_core::SessionStore) over a
+//! - [`RedisStore`], a [`SessionStore`](sessionkit_core::SessionStore) over a
 //!   standalone server ([`redis::aio::ConnectionManager`], one multiplexed
 //!   connection that reconnects by itself) or, with the `cluster` feature,
 //!   over Redis Cluster ([`redis::cluster_async::ClusterConnection`]). Both
 //!   run the same code: the store talks to one internal connection type that
 //!   wraps either.
-//! - [`RedisInvalidationChannel`]: an
+//! - [`RedisInvalidationChannel`], an
 //!   [`InvalidationChannel`](sessionkit_core::InvalidationChannel) over Redis
 //!   pub/sub, for `CachedStore` instances that must evict what other
 //!   instances changed.

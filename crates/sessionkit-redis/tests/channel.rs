@@ -1,0 +1,164 @@
+//! The Redis pub/sub invalidation channel.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RedisServer, have_redis_binaries, random_prefix, redis_url};
+use sessionkit_core::{
+    ChannelEvent, Invalidation, InvalidationChannel, InvalidationMessage, SessionId,
+};
+use sessionkit_redis::{RedisConfig, RedisInvalidationChannel, redis};
+use tokio::sync::mpsc::Receiver;
+
+async fn next(rx: &mut Receiver<ChannelEvent>, within: Duration) -> ChannelEvent {
+    tokio::time::timeout(within, rx.recv())
+        .await
+        .expect("an event within the bound")
+        .expect("the channel is open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_other_instances_and_garbage_is_skipped() {
+    let url = redis_url();
+    let config = RedisConfig::new().prefix(random_prefix());
+    let a = match RedisInvalidationChannel::connect(&url, config.clone()).await {
+        Ok(c) => c,
+        Err(err) => {
+            return sessionkit_testkit::skip::<()>(&format!("redis at {url}"), err).unwrap_or(());
+        }
+    };
+    let b = RedisInvalidationChannel::connect(&url, config)
+        .await
+        .unwrap();
+    assert_eq!(a.channel_name(), b.channel_name());
+    let mut rx = b.subscribe().await.unwrap();
+
+    let by_id = InvalidationMessage {
+        origin: 1,
+        target: Invalidation::Id(SessionId::generate()),
+    };
+    let by_subject = InvalidationMessage {
+        origin: 1,
+        target: Invalidation::Subject("alice {*}".into()),
+    };
+    a.publish(&by_id).await.unwrap();
+    // Garbage on the channel is logged and skipped.
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for junk in [&b""[..], b"short", b"12345678xjunk", b"12345678inot-an-id"] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(a.channel_name())
+            .arg(junk)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    a.publish(&by_subject).await.unwrap();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Message(by_id)
+    );
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Message(by_subject)
+    );
+
+    // Dropping the receiver ends the subscription task.
+    drop(rx);
+    let channel = a.channel_name().to_owned();
+    common::eventually("the subscription to end", Duration::from_secs(5), || {
+        let mut raw = raw.clone();
+        let channel = channel.clone();
+        async move {
+            let n: Vec<(String, i64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            n.first().map(|(_, n)| *n) == Some(0)
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_loss_resets_then_resubscribes_and_resets_again() {
+    if !have_redis_binaries() {
+        return;
+    }
+    let mut server = RedisServer::start("pubsub", &[]);
+    let config = RedisConfig::new()
+        .prefix(random_prefix())
+        .command_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
+        .ping_interval(Duration::from_millis(200));
+    let channel = RedisInvalidationChannel::connect(&server.url(), config)
+        .await
+        .unwrap();
+    let mut rx = channel.subscribe().await.unwrap();
+    let msg = |n| InvalidationMessage {
+        origin: n,
+        target: Invalidation::Id(SessionId::generate()),
+    };
+
+    let m1 = msg(1);
+    channel.publish(&m1).await.unwrap();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Message(m1)
+    );
+
+    // Killed: a reset at once (messages may be missed from now on)…
+    server.kill9();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Reset
+    );
+    // …restarted: resubscribed, and a reset again (what was published
+    // meanwhile is lost).
+    server.restart();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(10)).await,
+        ChannelEvent::Reset
+    );
+    let m2 = msg(2);
+    common::eventually(
+        "publishing works again",
+        Duration::from_secs(10),
+        || async { channel.publish(&m2).await.is_ok() },
+    )
+    .await;
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Message(m2)
+    );
+
+    // Paused: the health-check ping times out, so a hung server is noticed
+    // too.
+    server.pause();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Reset
+    );
+    server.resume();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(10)).await,
+        ChannelEvent::Reset
+    );
+    let m3 = msg(3);
+    common::eventually(
+        "publishing works again",
+        Duration::from_secs(10),
+        || async { channel.publish(&m3).await.is_ok() },
+    )
+    .await;
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Message(m3)
+    );
+}
