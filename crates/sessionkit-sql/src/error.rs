@@ -33,7 +33,7 @@ fn classify_database(dialect: Dialect, err: &dyn sqlx::error::DatabaseError) -> 
             c if c.starts_with("08") => Class::Retryable,
             _ => Class::Permanent,
         },
-        Dialect::MySql => match code.parse::<u32>().unwrap_or(0) {
+        Dialect::MySql => match mysql_number(err) {
             // MariaDB max_statement_time exceeded, MySQL max_execution_time exceeded.
             1969 | 3024 => Class::Timeout,
             // Lock wait timeout, deadlock, connection killed / interrupted,
@@ -50,6 +50,16 @@ fn classify_database(dialect: Dialect, err: &dyn sqlx::error::DatabaseError) -> 
             _ => Class::Permanent,
         },
     }
+}
+
+/// The server's numeric error code (`code()` is the SQLSTATE, too coarse).
+fn mysql_number(err: &dyn sqlx::error::DatabaseError) -> u16 {
+    #[cfg(feature = "mysql")]
+    if let Some(e) = err.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return e.number();
+    }
+    let _ = err;
+    0
 }
 
 /// Whether a database error is a unique-key violation.

@@ -168,6 +168,20 @@ pub struct Scoped {
     _cleanup: Cleanup,
 }
 
+impl Scoped {
+    pub fn new(store: SqlStore, cleanup: Cleanup) -> Self {
+        Scoped {
+            store,
+            _cleanup: cleanup,
+        }
+    }
+
+    /// A store whose table another `Scoped` cleans up.
+    pub fn unscoped(store: SqlStore) -> Self {
+        Scoped::new(store, Cleanup::Nothing)
+    }
+}
+
 impl std::ops::Deref for Scoped {
     type Target = SqlStore;
     fn deref(&self) -> &SqlStore {

@@ -1,0 +1,538 @@
+//! SQL-specific behaviour beyond the conformance suite: migrations (twice,
+//! concurrently), index use shown by EXPLAIN, connections killed by the
+//! server, statement timeouts, batched cleanup and the cleanup task.
+#![cfg(all(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::Scoped;
+use sessionkit_core::{Error, Record, SessionId, SessionStore, Timestamp};
+use sessionkit_sql::{SqlStore, Statement, spawn_cleanup, sqlx};
+use sqlx::Row;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn record(subject: Option<&str>, expires_at: Timestamp) -> Record {
+    let now = Timestamp::now();
+    Record::new(
+        SessionId::generate(),
+        subject.map(str::to_owned),
+        Bytes::from_static(b"payload"),
+        now,
+        expires_at,
+    )
+}
+
+/// Replaces the placeholders of a statement (`?` or `$n`) by literals, in
+/// order, so that it can be EXPLAINed as plain text.
+fn inline(sql: &str, values: &[&str]) -> String {
+    if sql.contains("$1") {
+        let mut out = sql.to_owned();
+        for (i, v) in values.iter().enumerate().rev() {
+            out = out.replace(&format!("${}", i + 1), v);
+        }
+        out
+    } else {
+        let mut parts = sql.split('?');
+        let mut out = parts.next().unwrap_or_default().to_owned();
+        for (part, v) in parts.zip(values.iter().chain(std::iter::repeat(&"NULL"))) {
+            out.push_str(v);
+            out.push_str(part);
+        }
+        out
+    }
+}
+
+fn assert_retryable_backend(result: Result<impl std::fmt::Debug, Error>, what: &str) {
+    match result {
+        Err(e @ Error::Backend { retryable: true, .. }) => {
+            eprintln!("{what}: got the expected retryable error: {e}");
+        }
+        other => panic!("{what}: expected a retryable backend error, got {other:?}"),
+    }
+}
+
+/// Polls `probe` every 20 ms for up to 10 s until it yields a value.
+async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- migrations
+
+#[tokio::test]
+async fn invalid_table_names_are_rejected_before_any_sql() {
+    for bad in ["", "1abc", "a-b", "sessions; DROP TABLE users", "sp ace", "ä", &"x".repeat(64)] {
+        let result = SqlStore::builder().table(bad).connect("sqlite::memory:").await;
+        assert!(matches!(result, Err(Error::Config(_))), "{bad:?} was accepted");
+    }
+    let result = SqlStore::builder().schema("app").connect("sqlite::memory:").await;
+    assert!(matches!(result, Err(Error::Config(_))), "a schema on SQLite was accepted");
+}
+
+async fn migrations_twice_and_concurrently(first: Scoped, second: Scoped, third: Scoped) {
+    // `first` migrated when it was built; again is a no-op.
+    first.migrate().await.expect("second migration run");
+    first.migrate().await.expect("third migration run");
+    let r = record(Some("m"), Timestamp::now() + HOUR);
+    first.create(&r).await.expect("create after re-migration");
+    assert_eq!(first.load(&r.id).await.expect("load").as_ref(), Some(&r));
+
+    // `second` and `third` point at one fresh table through two pools and
+    // were built without migrating: run both at once.
+    assert_eq!(second.table(), third.table());
+    let (a, b) = tokio::join!(second.migrate(), third.migrate());
+    a.expect("concurrent migration A");
+    b.expect("concurrent migration B");
+    let r = record(None, Timestamp::now() + HOUR);
+    second.create(&r).await.expect("create");
+    assert_eq!(third.load(&r.id).await.expect("load").as_ref(), Some(&r));
+}
+
+#[tokio::test]
+async fn migrations_sqlite() {
+    let path = common::sqlite_path();
+    let first = Scoped::new(
+        common::options(&common::random_table())
+            .connect_sqlite(common::sqlite_file_options(&path))
+            .await
+            .expect("sqlite"),
+        common::Cleanup::SqliteFile(path.clone()),
+    );
+    let table = common::random_table();
+    let mk = || async {
+        common::options(&table)
+            .migrate(false)
+            .connect_sqlite(common::sqlite_file_options(&path))
+            .await
+            .expect("sqlite")
+    };
+    let (second, third) = (mk().await, mk().await);
+    migrations_twice_and_concurrently(first, Scoped::unscoped(second), Scoped::unscoped(third)).await;
+}
+
+#[tokio::test]
+async fn migrations_postgres() {
+    let Some(first) = common::postgres_store().await else { return };
+    let table = common::random_table();
+    let Some(second) = common::postgres_store_with(common::options(&table).migrate(false), &table).await else { return };
+    let Some(third) = common::postgres_store_with(common::options(&table).migrate(false), &table).await else { return };
+    migrations_twice_and_concurrently(first, second, third).await;
+}
+
+#[tokio::test]
+async fn migrations_postgres_in_own_schema() {
+    let schema = format!("skt_schema_{}", common::random_hex(6));
+    let table = "sessions";
+    let mk = |migrate: bool| {
+        let schema = schema.clone();
+        async move {
+            common::options(table)
+                .schema(schema)
+                .migrate(migrate)
+                .connect(&common::postgres_url())
+                .await
+        }
+    };
+    let first = match mk(true).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _: Option<()> = sessionkit_testkit::skip("PostgreSQL", e);
+            return;
+        }
+    };
+    let (a, b) = tokio::join!(mk(true), mk(true));
+    let (a, b) = (a.expect("concurrent build A"), b.expect("concurrent build B"));
+    let r = record(Some("s"), Timestamp::now() + HOUR);
+    a.create(&r).await.expect("create");
+    assert_eq!(b.load(&r.id).await.expect("load").as_ref(), Some(&r));
+    let pool = first.postgres_pool().expect("pg pool");
+    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{schema}\".sessionkit_migrations WHERE table_name = 'sessions'"
+    )))
+    .fetch_one(pool)
+    .await
+    .expect("count migrations");
+    assert_eq!(rows, 1, "one migration row for the table");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(pool)
+        .await
+        .expect("drop schema");
+}
+
+#[tokio::test]
+async fn migrations_mysql() {
+    let Some(first) = common::mysql_store().await else { return };
+    let table = common::random_table();
+    let Some(second) = common::mysql_store_with(common::options(&table).migrate(false), &table).await else { return };
+    let Some(third) = common::mysql_store_with(common::options(&table).migrate(false), &table).await else { return };
+    migrations_twice_and_concurrently(first, second, third).await;
+}
+
+// ------------------------------------------------------------------- EXPLAIN
+
+/// Rows under many subjects, one in ten expired (as in a table that is
+/// purged regularly), so that an index is the sensible plan: MariaDB rightly
+/// scans the whole table when most rows would match.
+async fn fill(store: &SqlStore) {
+    let now = Timestamp::now();
+    for i in 0..200u32 {
+        let expires = if i % 10 == 0 { now - HOUR } else { now + HOUR };
+        let r = record(Some(&format!("user-{i}")), expires);
+        store.create(&r).await.expect("fill");
+    }
+}
+
+#[tokio::test]
+async fn explain_sqlite_uses_indexes() {
+    let Some(store) = common::sqlite_file_store().await else { return };
+    fill(&store).await;
+    let pool = store.sqlite_pool().expect("sqlite pool");
+    let table = store.table().to_owned();
+    for (statement, index) in [
+        (Statement::DeleteExpiredBatch, format!("{table}_expires_idx")),
+        (Statement::ListSubject, format!("{table}_subject_idx")),
+    ] {
+        let sql = format!("EXPLAIN QUERY PLAN {}", store.sql(statement));
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let q = match statement {
+            Statement::ListSubject => q.bind("user-4").bind(Timestamp::now().as_millis()),
+            _ => q.bind(Timestamp::now().as_millis()).bind(1000i64),
+        };
+        let plan: Vec<String> = q
+            .fetch_all(pool)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+        eprintln!("{statement:?}: {plan:?}");
+        assert!(
+            plan.iter().any(|line| line.contains(&index)),
+            "{statement:?} does not use {index}: {plan:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn explain_postgres_uses_indexes() {
+    let Some(store) = common::postgres_store().await else { return };
+    fill(&store).await;
+    let pool = store.postgres_pool().expect("pg pool");
+    let table = store.table().to_owned();
+    let mut conn = pool.acquire().await.expect("acquire");
+    // On a table this small a sequential scan is cheapest, so the planner
+    // would rightly not pick the index; disabling sequential scans for this
+    // session shows that the index *can* serve the statement (it would be
+    // chosen on a realistically large table).
+    sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.expect("set");
+    let now = Timestamp::now().as_millis().to_string();
+    for (statement, values, index) in [
+        (Statement::DeleteExpiredBatch, vec![now.as_str(), "1000"], format!("{table}_expires_idx")),
+        (Statement::ListSubject, vec!["'user-4'", now.as_str()], format!("{table}_subject_idx")),
+    ] {
+        let sql = format!("EXPLAIN {}", inline(store.sql(statement), &values));
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+        eprintln!("{statement:?}: {plan:#?}");
+        assert!(
+            plan.iter().any(|line| line.contains(&index)),
+            "{statement:?} does not use {index}: {plan:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn explain_mysql_uses_indexes() {
+    let Some(store) = common::mysql_store().await else { return };
+    fill(&store).await;
+    let pool = store.mysql_pool().expect("mysql pool");
+    let table = store.table().to_owned();
+    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE TABLE `{table}`")))
+        .execute(pool)
+        .await
+        .expect("analyze");
+    let now = Timestamp::now().as_millis().to_string();
+    for (statement, values, index) in [
+        (Statement::DeleteExpiredBatch, vec![now.as_str(), "1000"], format!("{table}_expires_idx")),
+        (Statement::ListSubject, vec!["'user-4'", now.as_str()], format!("{table}_subject_idx")),
+    ] {
+        let sql = format!("EXPLAIN {}", inline(store.sql(statement), &values));
+        let keys: Vec<Option<String>> = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.try_get::<Option<String>, _>("key").expect("key column"))
+            .collect();
+        eprintln!("{statement:?}: key = {keys:?}");
+        assert!(
+            keys.iter().flatten().any(|k| k == &index),
+            "{statement:?} does not use {index}: {keys:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------- killed connections
+
+/// Holds the row lock of `id` from another connection so that the store's
+/// `save` waits inside the server, where it can be killed or time out.
+#[tokio::test]
+async fn postgres_connection_killed_mid_statement_is_retryable() {
+    let table = common::random_table();
+    let Some(store) = common::postgres_store_with(common::options(&table).max_connections(1), &table).await else { return };
+    let r = record(Some("k"), Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create");
+
+    let pool = sqlx::PgPool::connect(&common::postgres_url()).await.expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM \"{table}\" WHERE id = $1 FOR UPDATE")))
+        .bind(r.id.as_str())
+        .execute(&mut *holder)
+        .await
+        .expect("lock the row");
+
+    let saver = {
+        let (store, r) = (store.store.clone(), r.clone());
+        tokio::spawn(async move { store.save(&r).await })
+    };
+    let pattern = format!("UPDATE \"{table}\"%");
+    let pid: i32 = poll("the blocked UPDATE", || async {
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(&pattern)
+        .fetch_optional(&pool)
+        .await
+        .expect("pg_stat_activity")
+    })
+    .await;
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&pool)
+        .await
+        .expect("terminate");
+    assert!(killed);
+    let result = tokio::time::timeout(Duration::from_secs(10), saver)
+        .await
+        .expect("save returns after the kill")
+        .expect("join");
+    assert_retryable_backend(result, "save on a terminated connection");
+    holder.rollback().await.expect("rollback");
+
+    // The same store works on the next calls (a fresh connection).
+    assert_eq!(store.load(&r.id).await.expect("load after kill").as_ref(), Some(&r));
+    assert_eq!(store.save(&r).await.expect("save after kill"), 2);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn mysql_connection_killed_mid_statement_is_retryable() {
+    let table = common::random_table();
+    let Some(store) = common::mysql_store_with(common::options(&table).max_connections(1), &table).await else { return };
+    let r = record(Some("k"), Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create");
+
+    let pool = sqlx::MySqlPool::connect(&common::mysql_url()).await.expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM `{table}` WHERE id = ? FOR UPDATE")))
+        .bind(r.id.as_str())
+        .execute(&mut *holder)
+        .await
+        .expect("lock the row");
+
+    let saver = {
+        let (store, r) = (store.store.clone(), r.clone());
+        tokio::spawn(async move { store.save(&r).await })
+    };
+    let pattern = format!("UPDATE `{table}`%");
+    let id: u64 = poll("the blocked UPDATE", || async {
+        sqlx::query_scalar(
+            "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist WHERE info LIKE ? AND command <> 'Sleep'",
+        )
+        .bind(&pattern)
+        .fetch_optional(&pool)
+        .await
+        .expect("processlist")
+    })
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("KILL {id}")))
+        .execute(&pool)
+        .await
+        .expect("kill");
+    let result = tokio::time::timeout(Duration::from_secs(10), saver)
+        .await
+        .expect("save returns after the kill")
+        .expect("join");
+    assert_retryable_backend(result, "save on a killed connection");
+    holder.rollback().await.expect("rollback");
+
+    assert_eq!(store.load(&r.id).await.expect("load after kill").as_ref(), Some(&r));
+    assert_eq!(store.save(&r).await.expect("save after kill"), 2);
+    pool.close().await;
+}
+
+// ---------------------------------------------------- statement timeouts
+
+#[tokio::test]
+async fn postgres_statement_timeout_is_typed() {
+    let table = common::random_table();
+    let opts = common::options(&table).statement_timeout(Duration::from_millis(300));
+    let Some(store) = common::postgres_store_with(opts, &table).await else { return };
+    let r = record(None, Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create");
+
+    let pool = sqlx::PgPool::connect(&common::postgres_url()).await.expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM \"{table}\" WHERE id = $1 FOR UPDATE")))
+        .bind(r.id.as_str())
+        .execute(&mut *holder)
+        .await
+        .expect("lock the row");
+    let result = tokio::time::timeout(Duration::from_secs(10), store.save(&r))
+        .await
+        .expect("the server cancels the statement");
+    assert!(
+        matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(300)),
+        "expected Error::Timeout(300ms), got {result:?}"
+    );
+    holder.rollback().await.expect("rollback");
+    assert_eq!(store.save(&r).await.expect("save after the timeout"), 2);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn mysql_statement_timeout_is_typed() {
+    let table = common::random_table();
+    let opts = common::options(&table).statement_timeout(Duration::from_millis(300));
+    let Some(store) = common::mysql_store_with(opts, &table).await else { return };
+    let r = record(None, Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create");
+
+    let pool = sqlx::MySqlPool::connect(&common::mysql_url()).await.expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM `{table}` WHERE id = ? FOR UPDATE")))
+        .bind(r.id.as_str())
+        .execute(&mut *holder)
+        .await
+        .expect("lock the row");
+    let result = tokio::time::timeout(Duration::from_secs(10), store.save(&r))
+        .await
+        .expect("the server cancels the statement");
+    assert!(
+        matches!(result, Err(Error::Timeout(_))),
+        "expected Error::Timeout, got {result:?}"
+    );
+    holder.rollback().await.expect("rollback");
+    assert_eq!(store.save(&r).await.expect("save after the timeout"), 2);
+    pool.close().await;
+}
+
+// ------------------------------------------------------------------ cleanup
+
+async fn batched_purge(store: Scoped) {
+    let now = Timestamp::now();
+    let expired: Vec<Record> = (0..23).map(|_| record(Some("purge"), now - HOUR)).collect();
+    let live: Vec<Record> = (0..3).map(|_| record(Some("purge"), now + HOUR)).collect();
+    for r in expired.iter().chain(&live) {
+        store.create(r).await.expect("create");
+    }
+    assert_eq!(store.delete_expired().await.expect("purge"), 23);
+    assert_eq!(store.delete_expired().await.expect("purge again"), 0);
+    for r in &live {
+        assert_eq!(store.load(&r.id).await.expect("load").as_ref(), Some(r));
+    }
+}
+
+#[tokio::test]
+async fn delete_expired_in_small_batches_sqlite() {
+    let path = common::sqlite_path();
+    let store = common::options(&common::random_table())
+        .cleanup_batch_size(5)
+        .connect_sqlite(common::sqlite_file_options(&path))
+        .await
+        .expect("sqlite");
+    batched_purge(Scoped::new(store, common::Cleanup::SqliteFile(path))).await;
+}
+
+#[tokio::test]
+async fn delete_expired_in_small_batches_postgres() {
+    let table = common::random_table();
+    let Some(store) = common::postgres_store_with(common::options(&table).cleanup_batch_size(5), &table).await else { return };
+    batched_purge(store).await;
+}
+
+#[tokio::test]
+async fn delete_expired_in_small_batches_mysql() {
+    let table = common::random_table();
+    let Some(store) = common::mysql_store_with(common::options(&table).cleanup_batch_size(5), &table).await else { return };
+    batched_purge(store).await;
+}
+
+async fn row_count(store: &SqlStore) -> i64 {
+    let sql = format!("SELECT count(*) FROM \"{}\"", store.table());
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(store.sqlite_pool().expect("sqlite"))
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn cleanup_task_purges_and_stops_on_shutdown() {
+    let Some(store) = common::sqlite_memory_store().await else { return };
+    let now = Timestamp::now();
+    for _ in 0..10 {
+        store.create(&record(None, now - HOUR)).await.expect("create");
+    }
+    let live = record(None, now + HOUR);
+    store.create(&live).await.expect("create");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = spawn_cleanup(store.store.clone(), Duration::from_millis(20), async move {
+        let _ = stopped.await;
+    });
+    poll("the cleanup task to purge", || async {
+        (row_count(&store).await == 1).then_some(())
+    })
+    .await;
+    assert!(store.load(&live.id).await.expect("load").is_some());
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the task stops on shutdown")
+        .expect("the task did not panic");
+}
+
+#[tokio::test]
+async fn cleanup_task_survives_errors() {
+    let Some(store) = common::sqlite_memory_store().await else { return };
+    // A closed pool makes every purge fail: the task must keep running
+    // (logging and retrying) until it is told to stop.
+    store.close().await;
+    assert_retryable_backend(store.delete_expired().await, "purge on a closed pool");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = spawn_cleanup(store.store.clone(), Duration::from_millis(10), async move {
+        let _ = stopped.await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!task.is_finished(), "the cleanup task exited after an error");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the task stops on shutdown")
+        .expect("the task did not panic");
+}
