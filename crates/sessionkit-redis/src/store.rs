@@ -245,6 +245,23 @@ impl RedisStore {
         Ok(Self::with_conn(Conn::Cluster(conn), keys, &config))
     }
 
+    /// Wraps an existing cluster connection (its own timeouts and retries
+    /// apply to each command; `config` gives the prefix and the overall
+    /// bound of each call).
+    #[cfg(feature = "cluster")]
+    pub fn from_cluster_connection(
+        conn: redis::cluster_async::ClusterConnection,
+        config: RedisConfig,
+    ) -> Result<Self> {
+        let keys = Keys::new(&config.prefix)?;
+        Ok(Self::with_conn(Conn::Cluster(conn), keys, &config))
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        !matches!(self.conn, Conn::Standalone(_))
+    }
+
     fn with_conn(conn: Conn, keys: Keys, config: &RedisConfig) -> Self {
         RedisStore {
             conn,

@@ -37,4 +37,40 @@ mod cluster {
     }
 
     sessionkit_testkit::conformance_suite!(store);
+
+    /// Classic pub/sub is broadcast over the cluster bus: a message
+    /// published on one node reaches a subscriber on another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn invalidation_channel_across_cluster_nodes() {
+        use std::time::Duration;
+
+        use sessionkit_core::{
+            ChannelEvent, Invalidation, InvalidationChannel, InvalidationMessage, SessionId,
+        };
+        use sessionkit_redis::RedisInvalidationChannel;
+
+        let Some(store) = store().await else {
+            return;
+        };
+        assert!(store.is_cluster());
+        let cluster = CLUSTER.get().and_then(Option::as_ref).expect("started");
+        let urls = cluster.urls();
+        let config = RedisConfig::new().prefix(random_prefix());
+        let publisher = RedisInvalidationChannel::connect(&urls[0], config.clone())
+            .await
+            .unwrap();
+        let subscriber = RedisInvalidationChannel::connect(&urls[2], config)
+            .await
+            .unwrap();
+        let mut rx = subscriber.subscribe().await.unwrap();
+        let msg = InvalidationMessage {
+            origin: 9,
+            target: Invalidation::Id(SessionId::generate()),
+        };
+        publisher.publish(&msg).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivered within 5 s");
+        assert_eq!(got, Some(ChannelEvent::Message(msg)));
+    }
 }
