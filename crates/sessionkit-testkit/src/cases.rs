@@ -611,3 +611,46 @@ pub async fn ids_100k_distinct<S: SessionStore + ?Sized>(store: &S) {
         store.delete(&r.id).await.expect("delete");
     }
 }
+
+/// Subjects compare byte for byte: subjects that differ only in letter
+/// case or in trailing spaces are different subjects for `list_subject`
+/// and `delete_subject` (a SQL collation that folds case or pads spaces
+/// breaks this).
+pub async fn subjects_compare_exactly<S: SessionStore + ?Sized>(store: &S) {
+    let base = unique_subject("exact");
+    let variants = [
+        base.clone(),
+        base.to_uppercase(),
+        format!("{base} "),
+        format!("{base}\u{e9}"),
+    ];
+    let records: Vec<Record> = variants
+        .iter()
+        .map(|s| fresh_record(Some(s), s.clone().into_bytes(), LONG_TTL))
+        .collect();
+    for r in &records {
+        must_create(store, r).await;
+    }
+    for (subject, record) in variants.iter().zip(&records) {
+        assert_eq!(
+            store.list_subject(subject).await.expect("list"),
+            vec![record.clone()],
+            "list_subject({subject:?}) must return exactly the record of that exact subject"
+        );
+    }
+    assert_eq!(
+        store
+            .delete_subject(&variants[0])
+            .await
+            .expect("delete_subject"),
+        1,
+        "delete_subject must remove only the record of the exact subject"
+    );
+    for (subject, record) in variants.iter().zip(&records).skip(1) {
+        assert_eq!(
+            must_load(store, &record.id).await.as_ref(),
+            Some(record),
+            "delete_subject removed the record of subject {subject:?}"
+        );
+    }
+}

@@ -172,6 +172,7 @@ macro_rules! conformance_suite {
             delete_is_idempotent,
             list_subject_returns_only_that_subject,
             delete_subject_removes_only_that_subject,
+            subjects_compare_exactly,
             delete_expired_purges_only_expired,
             payload_empty_round_trips,
             payload_1mib_round_trips_byte_exact,
