@@ -48,7 +48,11 @@ fn inline(sql: &str, values: &[&str]) -> String {
 
 fn assert_retryable_backend(result: Result<impl std::fmt::Debug, Error>, what: &str) {
     match result {
-        Err(e @ Error::Backend { retryable: true, .. }) => {
+        Err(
+            e @ Error::Backend {
+                retryable: true, ..
+            },
+        ) => {
             eprintln!("{what}: got the expected retryable error: {e}");
         }
         other => panic!("{what}: expected a retryable backend error, got {other:?}"),
@@ -66,7 +70,10 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -75,12 +82,32 @@ where
 
 #[tokio::test]
 async fn invalid_table_names_are_rejected_before_any_sql() {
-    for bad in ["", "1abc", "a-b", "sessions; DROP TABLE users", "sp ace", "ä", &"x".repeat(64)] {
-        let result = SqlStore::builder().table(bad).connect("sqlite::memory:").await;
-        assert!(matches!(result, Err(Error::Config(_))), "{bad:?} was accepted");
+    for bad in [
+        "",
+        "1abc",
+        "a-b",
+        "sessions; DROP TABLE users",
+        "sp ace",
+        "ä",
+        &"x".repeat(64),
+    ] {
+        let result = SqlStore::builder()
+            .table(bad)
+            .connect("sqlite::memory:")
+            .await;
+        assert!(
+            matches!(result, Err(Error::Config(_))),
+            "{bad:?} was accepted"
+        );
     }
-    let result = SqlStore::builder().schema("app").connect("sqlite::memory:").await;
-    assert!(matches!(result, Err(Error::Config(_))), "a schema on SQLite was accepted");
+    let result = SqlStore::builder()
+        .schema("app")
+        .connect("sqlite::memory:")
+        .await;
+    assert!(
+        matches!(result, Err(Error::Config(_))),
+        "a schema on SQLite was accepted"
+    );
 }
 
 async fn migrations_twice_and_concurrently(first: Scoped, second: Scoped, third: Scoped) {
@@ -121,15 +148,26 @@ async fn migrations_sqlite() {
             .expect("sqlite")
     };
     let (second, third) = (mk().await, mk().await);
-    migrations_twice_and_concurrently(first, Scoped::unscoped(second), Scoped::unscoped(third)).await;
+    migrations_twice_and_concurrently(first, Scoped::unscoped(second), Scoped::unscoped(third))
+        .await;
 }
 
 #[tokio::test]
 async fn migrations_postgres() {
-    let Some(first) = common::postgres_store().await else { return };
+    let Some(first) = common::postgres_store().await else {
+        return;
+    };
     let table = common::random_table();
-    let Some(second) = common::postgres_store_with(common::options(&table).migrate(false), &table).await else { return };
-    let Some(third) = common::postgres_store_with(common::options(&table).migrate(false), &table).await else { return };
+    let Some(second) =
+        common::postgres_store_with(common::options(&table).migrate(false), &table).await
+    else {
+        return;
+    };
+    let Some(third) =
+        common::postgres_store_with(common::options(&table).migrate(false), &table).await
+    else {
+        return;
+    };
     migrations_twice_and_concurrently(first, second, third).await;
 }
 
@@ -155,7 +193,10 @@ async fn migrations_postgres_in_own_schema() {
         }
     };
     let (a, b) = tokio::join!(mk(true), mk(true));
-    let (a, b) = (a.expect("concurrent build A"), b.expect("concurrent build B"));
+    let (a, b) = (
+        a.expect("concurrent build A"),
+        b.expect("concurrent build B"),
+    );
     let r = record(Some("s"), Timestamp::now() + HOUR);
     a.create(&r).await.expect("create");
     assert_eq!(b.load(&r.id).await.expect("load").as_ref(), Some(&r));
@@ -167,18 +208,30 @@ async fn migrations_postgres_in_own_schema() {
     .await
     .expect("count migrations");
     assert_eq!(rows, 1, "one migration row for the table");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-        .execute(pool)
-        .await
-        .expect("drop schema");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(pool)
+    .await
+    .expect("drop schema");
 }
 
 #[tokio::test]
 async fn migrations_mysql() {
-    let Some(first) = common::mysql_store().await else { return };
+    let Some(first) = common::mysql_store().await else {
+        return;
+    };
     let table = common::random_table();
-    let Some(second) = common::mysql_store_with(common::options(&table).migrate(false), &table).await else { return };
-    let Some(third) = common::mysql_store_with(common::options(&table).migrate(false), &table).await else { return };
+    let Some(second) =
+        common::mysql_store_with(common::options(&table).migrate(false), &table).await
+    else {
+        return;
+    };
+    let Some(third) =
+        common::mysql_store_with(common::options(&table).migrate(false), &table).await
+    else {
+        return;
+    };
     migrations_twice_and_concurrently(first, second, third).await;
 }
 
@@ -198,12 +251,17 @@ async fn fill(store: &SqlStore) {
 
 #[tokio::test]
 async fn explain_sqlite_uses_indexes() {
-    let Some(store) = common::sqlite_file_store().await else { return };
+    let Some(store) = common::sqlite_file_store().await else {
+        return;
+    };
     fill(&store).await;
     let pool = store.sqlite_pool().expect("sqlite pool");
     let table = store.table().to_owned();
     for (statement, index) in [
-        (Statement::DeleteExpiredBatch, format!("{table}_expires_idx")),
+        (
+            Statement::DeleteExpiredBatch,
+            format!("{table}_expires_idx"),
+        ),
         (Statement::ListSubject, format!("{table}_subject_idx")),
     ] {
         let sql = format!("EXPLAIN QUERY PLAN {}", store.sql(statement));
@@ -229,7 +287,9 @@ async fn explain_sqlite_uses_indexes() {
 
 #[tokio::test]
 async fn explain_postgres_uses_indexes() {
-    let Some(store) = common::postgres_store().await else { return };
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
     fill(&store).await;
     let pool = store.postgres_pool().expect("pg pool");
     let table = store.table().to_owned();
@@ -238,11 +298,22 @@ async fn explain_postgres_uses_indexes() {
     // would rightly not pick the index; disabling sequential scans for this
     // session shows that the index *can* serve the statement (it would be
     // chosen on a realistically large table).
-    sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.expect("set");
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
     let now = Timestamp::now().as_millis().to_string();
     for (statement, values, index) in [
-        (Statement::DeleteExpiredBatch, vec![now.as_str(), "1000"], format!("{table}_expires_idx")),
-        (Statement::ListSubject, vec!["'user-4'", now.as_str()], format!("{table}_subject_idx")),
+        (
+            Statement::DeleteExpiredBatch,
+            vec![now.as_str(), "1000"],
+            format!("{table}_expires_idx"),
+        ),
+        (
+            Statement::ListSubject,
+            vec!["'user-4'", now.as_str()],
+            format!("{table}_subject_idx"),
+        ),
     ] {
         let sql = format!("EXPLAIN {}", inline(store.sql(statement), &values));
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -259,7 +330,9 @@ async fn explain_postgres_uses_indexes() {
 
 #[tokio::test]
 async fn explain_mysql_uses_indexes() {
-    let Some(store) = common::mysql_store().await else { return };
+    let Some(store) = common::mysql_store().await else {
+        return;
+    };
     fill(&store).await;
     let pool = store.mysql_pool().expect("mysql pool");
     let table = store.table().to_owned();
@@ -269,8 +342,16 @@ async fn explain_mysql_uses_indexes() {
         .expect("analyze");
     let now = Timestamp::now().as_millis().to_string();
     for (statement, values, index) in [
-        (Statement::DeleteExpiredBatch, vec![now.as_str(), "1000"], format!("{table}_expires_idx")),
-        (Statement::ListSubject, vec!["'user-4'", now.as_str()], format!("{table}_subject_idx")),
+        (
+            Statement::DeleteExpiredBatch,
+            vec![now.as_str(), "1000"],
+            format!("{table}_expires_idx"),
+        ),
+        (
+            Statement::ListSubject,
+            vec!["'user-4'", now.as_str()],
+            format!("{table}_subject_idx"),
+        ),
     ] {
         let sql = format!("EXPLAIN {}", inline(store.sql(statement), &values));
         let keys: Vec<Option<String>> = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -295,17 +376,25 @@ async fn explain_mysql_uses_indexes() {
 #[tokio::test]
 async fn postgres_connection_killed_mid_statement_is_retryable() {
     let table = common::random_table();
-    let Some(store) = common::postgres_store_with(common::options(&table).max_connections(1), &table).await else { return };
+    let Some(store) =
+        common::postgres_store_with(common::options(&table).max_connections(1), &table).await
+    else {
+        return;
+    };
     let r = record(Some("k"), Timestamp::now() + HOUR);
     store.create(&r).await.expect("create");
 
-    let pool = sqlx::PgPool::connect(&common::postgres_url()).await.expect("second pool");
-    let mut holder = pool.begin().await.expect("begin");
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM \"{table}\" WHERE id = $1 FOR UPDATE")))
-        .bind(r.id.as_str())
-        .execute(&mut *holder)
+    let pool = sqlx::PgPool::connect(&common::postgres_url())
         .await
-        .expect("lock the row");
+        .expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM \"{table}\" WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(r.id.as_str())
+    .execute(&mut *holder)
+    .await
+    .expect("lock the row");
 
     let saver = {
         let (store, r) = (store.store.clone(), r.clone());
@@ -336,7 +425,10 @@ async fn postgres_connection_killed_mid_statement_is_retryable() {
     holder.rollback().await.expect("rollback");
 
     // The same store works on the next calls (a fresh connection).
-    assert_eq!(store.load(&r.id).await.expect("load after kill").as_ref(), Some(&r));
+    assert_eq!(
+        store.load(&r.id).await.expect("load after kill").as_ref(),
+        Some(&r)
+    );
     assert_eq!(store.save(&r).await.expect("save after kill"), 2);
     pool.close().await;
 }
@@ -344,17 +436,25 @@ async fn postgres_connection_killed_mid_statement_is_retryable() {
 #[tokio::test]
 async fn mysql_connection_killed_mid_statement_is_retryable() {
     let table = common::random_table();
-    let Some(store) = common::mysql_store_with(common::options(&table).max_connections(1), &table).await else { return };
+    let Some(store) =
+        common::mysql_store_with(common::options(&table).max_connections(1), &table).await
+    else {
+        return;
+    };
     let r = record(Some("k"), Timestamp::now() + HOUR);
     store.create(&r).await.expect("create");
 
-    let pool = sqlx::MySqlPool::connect(&common::mysql_url()).await.expect("second pool");
-    let mut holder = pool.begin().await.expect("begin");
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM `{table}` WHERE id = ? FOR UPDATE")))
-        .bind(r.id.as_str())
-        .execute(&mut *holder)
+    let pool = sqlx::MySqlPool::connect(&common::mysql_url())
         .await
-        .expect("lock the row");
+        .expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM `{table}` WHERE id = ? FOR UPDATE"
+    )))
+    .bind(r.id.as_str())
+    .execute(&mut *holder)
+    .await
+    .expect("lock the row");
 
     let saver = {
         let (store, r) = (store.store.clone(), r.clone());
@@ -382,7 +482,10 @@ async fn mysql_connection_killed_mid_statement_is_retryable() {
     assert_retryable_backend(result, "save on a killed connection");
     holder.rollback().await.expect("rollback");
 
-    assert_eq!(store.load(&r.id).await.expect("load after kill").as_ref(), Some(&r));
+    assert_eq!(
+        store.load(&r.id).await.expect("load after kill").as_ref(),
+        Some(&r)
+    );
     assert_eq!(store.save(&r).await.expect("save after kill"), 2);
     pool.close().await;
 }
@@ -393,17 +496,23 @@ async fn mysql_connection_killed_mid_statement_is_retryable() {
 async fn postgres_statement_timeout_is_typed() {
     let table = common::random_table();
     let opts = common::options(&table).statement_timeout(Duration::from_millis(300));
-    let Some(store) = common::postgres_store_with(opts, &table).await else { return };
+    let Some(store) = common::postgres_store_with(opts, &table).await else {
+        return;
+    };
     let r = record(None, Timestamp::now() + HOUR);
     store.create(&r).await.expect("create");
 
-    let pool = sqlx::PgPool::connect(&common::postgres_url()).await.expect("second pool");
-    let mut holder = pool.begin().await.expect("begin");
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM \"{table}\" WHERE id = $1 FOR UPDATE")))
-        .bind(r.id.as_str())
-        .execute(&mut *holder)
+    let pool = sqlx::PgPool::connect(&common::postgres_url())
         .await
-        .expect("lock the row");
+        .expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM \"{table}\" WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(r.id.as_str())
+    .execute(&mut *holder)
+    .await
+    .expect("lock the row");
     let result = tokio::time::timeout(Duration::from_secs(10), store.save(&r))
         .await
         .expect("the server cancels the statement");
@@ -420,17 +529,23 @@ async fn postgres_statement_timeout_is_typed() {
 async fn mysql_statement_timeout_is_typed() {
     let table = common::random_table();
     let opts = common::options(&table).statement_timeout(Duration::from_millis(300));
-    let Some(store) = common::mysql_store_with(opts, &table).await else { return };
+    let Some(store) = common::mysql_store_with(opts, &table).await else {
+        return;
+    };
     let r = record(None, Timestamp::now() + HOUR);
     store.create(&r).await.expect("create");
 
-    let pool = sqlx::MySqlPool::connect(&common::mysql_url()).await.expect("second pool");
-    let mut holder = pool.begin().await.expect("begin");
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM `{table}` WHERE id = ? FOR UPDATE")))
-        .bind(r.id.as_str())
-        .execute(&mut *holder)
+    let pool = sqlx::MySqlPool::connect(&common::mysql_url())
         .await
-        .expect("lock the row");
+        .expect("second pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM `{table}` WHERE id = ? FOR UPDATE"
+    )))
+    .bind(r.id.as_str())
+    .execute(&mut *holder)
+    .await
+    .expect("lock the row");
     let result = tokio::time::timeout(Duration::from_secs(10), store.save(&r))
         .await
         .expect("the server cancels the statement");
@@ -473,14 +588,22 @@ async fn delete_expired_in_small_batches_sqlite() {
 #[tokio::test]
 async fn delete_expired_in_small_batches_postgres() {
     let table = common::random_table();
-    let Some(store) = common::postgres_store_with(common::options(&table).cleanup_batch_size(5), &table).await else { return };
+    let Some(store) =
+        common::postgres_store_with(common::options(&table).cleanup_batch_size(5), &table).await
+    else {
+        return;
+    };
     batched_purge(store).await;
 }
 
 #[tokio::test]
 async fn delete_expired_in_small_batches_mysql() {
     let table = common::random_table();
-    let Some(store) = common::mysql_store_with(common::options(&table).cleanup_batch_size(5), &table).await else { return };
+    let Some(store) =
+        common::mysql_store_with(common::options(&table).cleanup_batch_size(5), &table).await
+    else {
+        return;
+    };
     batched_purge(store).await;
 }
 
@@ -494,10 +617,15 @@ async fn row_count(store: &SqlStore) -> i64 {
 
 #[tokio::test]
 async fn cleanup_task_purges_and_stops_on_shutdown() {
-    let Some(store) = common::sqlite_memory_store().await else { return };
+    let Some(store) = common::sqlite_memory_store().await else {
+        return;
+    };
     let now = Timestamp::now();
     for _ in 0..10 {
-        store.create(&record(None, now - HOUR)).await.expect("create");
+        store
+            .create(&record(None, now - HOUR))
+            .await
+            .expect("create");
     }
     let live = record(None, now + HOUR);
     store.create(&live).await.expect("create");
@@ -519,7 +647,9 @@ async fn cleanup_task_purges_and_stops_on_shutdown() {
 
 #[tokio::test]
 async fn cleanup_task_survives_errors() {
-    let Some(store) = common::sqlite_memory_store().await else { return };
+    let Some(store) = common::sqlite_memory_store().await else {
+        return;
+    };
     // A closed pool makes every purge fail: the task must keep running
     // (logging and retrying) until it is told to stop.
     store.close().await;
@@ -529,7 +659,10 @@ async fn cleanup_task_survives_errors() {
         let _ = stopped.await;
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!task.is_finished(), "the cleanup task exited after an error");
+    assert!(
+        !task.is_finished(),
+        "the cleanup task exited after an error"
+    );
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
