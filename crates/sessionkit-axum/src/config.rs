@@ -268,10 +268,7 @@ impl Transport {
                 }
             }
             Transport::Bearer(config) => {
-                headers.insert(
-                    config.response_header.clone(),
-                    HeaderValue::from_static(""),
-                );
+                headers.insert(config.response_header.clone(), HeaderValue::from_static(""));
             }
         }
     }
@@ -337,7 +334,10 @@ mod tests {
             http::header::COOKIE,
             HeaderValue::from_static("a=1; id=first; id=; id=second"),
         );
-        h.append(http::header::COOKIE, HeaderValue::from_static("id=third; id=4th"));
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("id=third; id=4th"),
+        );
         let t = Transport::default().tickets(&h);
         assert_eq!(t, ["first", "second", "third"]);
     }

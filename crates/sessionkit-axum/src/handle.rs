@@ -19,10 +19,7 @@ pub(crate) enum Current<T> {
     Live(Session<T>),
     /// Data given to an empty session; the session is created after the
     /// handler unless the response is a server error.
-    Pending {
-        subject: Option<String>,
-        data: T,
-    },
+    Pending { subject: Option<String>, data: T },
 }
 
 pub(crate) struct State<T> {
@@ -252,7 +249,12 @@ impl<T: SessionData> SessionHandle<T> {
                 state.dirty = true;
             }
             Current::Pending { data: d, .. } => *d = data,
-            Current::Empty => state.current = Current::Pending { subject: None, data },
+            Current::Empty => {
+                state.current = Current::Pending {
+                    subject: None,
+                    data,
+                }
+            }
         }
         Ok(())
     }

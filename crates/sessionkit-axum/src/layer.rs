@@ -260,7 +260,10 @@ async fn finish<T: SessionData, B: Default>(
         }
     }
     if let Some(status) = failure {
-        tracing::debug!(reason = body_for(status), "replacing the handler's response");
+        tracing::debug!(
+            reason = body_for(status),
+            "replacing the handler's response"
+        );
         response = Response::new(B::default());
         *response.status_mut() = status;
         if status == StatusCode::SERVICE_UNAVAILABLE {
