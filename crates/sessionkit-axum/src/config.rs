@@ -208,6 +208,8 @@ impl Default for Transport {
 
 /// Longest ticket read from a request; longer values are ignored unread.
 pub(crate) const MAX_TICKET_LEN: usize = 16 * 1024;
+/// About what browsers keep per cookie (name, value and attributes).
+const BROWSER_COOKIE_LIMIT: usize = 4000;
 /// How many same-name cookies are tried (a sibling subdomain may have
 /// planted extra ones).
 pub(crate) const MAX_COOKIE_CANDIDATES: usize = 3;
@@ -245,6 +247,13 @@ impl Transport {
     pub(crate) fn send(&self, headers: &mut http::HeaderMap, ticket: &str) {
         match self {
             Transport::Cookie(config) => {
+                if ticket.len() > BROWSER_COOKIE_LIMIT {
+                    tracing::warn!(
+                        len = ticket.len(),
+                        "the session ticket is longer than browsers keep in a cookie \
+                         (about 4 KiB): keep stateless session data small"
+                    );
+                }
                 if let Some(v) = config.set_cookie(ticket) {
                     headers.append(http::header::SET_COOKIE, v);
                     no_store(headers);

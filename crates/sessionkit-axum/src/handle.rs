@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
-use sessionkit_core::{Error, Result, Session, SessionData, SessionId, SessionManager, Timestamp};
+use sessionkit_core::{Result, Session, SessionData, SessionId, SessionManager, Timestamp};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::SessionError;
@@ -421,6 +421,7 @@ impl<T: SessionData> SessionHandle<T> {
                 if state.dirty {
                     self.shared.manager.save(s).await?;
                     state.dirty = false;
+                    state.send_ticket |= s.ticket_changed();
                 }
                 let mut out = None;
                 let ticket = s.ticket().as_str().to_owned();
@@ -431,8 +432,8 @@ impl<T: SessionData> SessionHandle<T> {
                     .await
                 {
                     Ok(updated) => state.set_live(updated),
-                    Err(Error::NotFound) => {
-                        // Deleted or expired meanwhile.
+                    Err(e) if e.is_invalid_ticket() => {
+                        // Deleted, expired or revoked meanwhile.
                         state.current = Current::Empty;
                         return Ok(None);
                     }
