@@ -149,3 +149,25 @@ pub use store::RedisStore;
 /// The redis crate this backend is built on, for
 /// [`RedisStore::from_connection_manager`].
 pub use redis;
+
+/// The stored value format, reachable only for the fuzz targets in `fuzz/`.
+/// Not part of the API: it may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    use sessionkit_core::{Record, Result, SessionId};
+
+    /// Decodes a stored session value (what `GET` returns for a session key).
+    pub fn decode_record(id: SessionId, bytes: &[u8]) -> Result<Record> {
+        crate::codec::decode(id, bytes)
+    }
+
+    /// Encodes `record` as stored, with `version`.
+    pub fn encode_record(record: &Record, version: u64) -> Result<Vec<u8>> {
+        crate::codec::encode(record, version)
+    }
+
+    /// Parses the subject tag the Lua scripts return.
+    pub fn parse_subject_tag(tag: &[u8]) -> Result<Option<String>> {
+        crate::codec::parse_subject_tag(tag)
+    }
+}
