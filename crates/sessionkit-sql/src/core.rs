@@ -88,6 +88,11 @@ where
         sqlx::query(AssertSqlSafe(sql.to_owned()))
     }
 
+    /// A hot-path statement, shared without copying its text.
+    fn qs(sql: &Arc<str>) -> sqlx::query::Query<'static, DB, DB::Arguments> {
+        sqlx::query(AssertSqlSafe(Arc::clone(sql)))
+    }
+
     async fn execute(&self, query: sqlx::query::Query<'static, DB, DB::Arguments>) -> Result<u64> {
         query
             .execute(&self.pool)
@@ -98,10 +103,10 @@ where
 
     fn insert_query(
         &self,
-        sql: &str,
+        sql: &Arc<str>,
         r: &Record,
     ) -> Result<sqlx::query::Query<'static, DB, DB::Arguments>> {
-        Ok(Self::q(sql)
+        Ok(Self::qs(sql)
             .bind(r.id.as_str())
             .bind(r.subject.as_deref())
             .bind(&r.payload[..])
@@ -131,7 +136,7 @@ where
                             if attempt == 1 {
                                 return Err(Error::Conflict);
                             }
-                            let reclaim = Self::q(&self.sql.reclaim_expired)
+                            let reclaim = Self::qs(&self.sql.reclaim_expired)
                                 .bind(r.id.as_str())
                                 .bind(now);
                             if self.execute(reclaim).await? == 0 {
@@ -148,7 +153,7 @@ where
 
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
         let now = Timestamp::now().as_millis();
-        let row = Self::q(&self.sql.load)
+        let row = Self::qs(&self.sql.load)
             .bind(id.as_str())
             .bind(now)
             .fetch_optional(&self.pool)
@@ -175,7 +180,7 @@ where
         for _ in 0..SAVE_ATTEMPTS {
             let now = Timestamp::now().as_millis();
             if let Some((expected, next)) = versions {
-                let q = Self::q(&self.sql.save)
+                let q = Self::qs(&self.sql.save)
                     .bind(r.subject.as_deref())
                     .bind(&r.payload[..])
                     .bind(next)
@@ -189,7 +194,7 @@ where
                 }
             }
             // Nothing matched: is there a live row at all?
-            let live: Option<i64> = Self::q(&self.sql.live_version)
+            let live: Option<i64> = Self::qs(&self.sql.live_version)
                 .bind(r.id.as_str())
                 .bind(now)
                 .fetch_optional(&self.pool)
@@ -210,7 +215,7 @@ where
     }
 
     pub(crate) async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
-        let q = Self::q(&self.sql.touch)
+        let q = Self::qs(&self.sql.touch)
             .bind(expires_at.as_millis())
             .bind(id.as_str())
             .bind(Timestamp::now().as_millis());
@@ -221,14 +226,14 @@ where
     }
 
     pub(crate) async fn delete(&self, id: &SessionId) -> Result<bool> {
-        let q = Self::q(&self.sql.delete)
+        let q = Self::qs(&self.sql.delete)
             .bind(id.as_str())
             .bind(Timestamp::now().as_millis());
         Ok(self.execute(q).await? > 0)
     }
 
     pub(crate) async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
-        let rows = Self::q(&self.sql.list_subject)
+        let rows = Self::qs(&self.sql.list_subject)
             .bind(subject)
             .bind(Timestamp::now().as_millis())
             .fetch_all(&self.pool)
@@ -251,7 +256,7 @@ where
     }
 
     pub(crate) async fn delete_subject(&self, subject: &str) -> Result<u64> {
-        let q = Self::q(&self.sql.delete_subject)
+        let q = Self::qs(&self.sql.delete_subject)
             .bind(subject)
             .bind(Timestamp::now().as_millis());
         self.execute(q).await
@@ -264,7 +269,7 @@ where
         let batch = i64::from(self.batch_size.max(1));
         let mut total = 0u64;
         loop {
-            let q = Self::q(&self.sql.delete_expired_batch)
+            let q = Self::qs(&self.sql.delete_expired_batch)
                 .bind(now)
                 .bind(batch);
             let n = self.execute(q).await?;

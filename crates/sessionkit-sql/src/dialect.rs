@@ -2,6 +2,7 @@
 //! here as data: the Rust logic in `core.rs` exists once.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use sessionkit_core::{Error, Result};
 
@@ -156,16 +157,16 @@ pub(crate) struct Migration {
 pub(crate) struct Sql {
     pub(crate) dialect: Dialect,
     pub(crate) table: String,
-    pub(crate) create: String,
-    pub(crate) reclaim_expired: String,
-    pub(crate) load: String,
-    pub(crate) save: String,
-    pub(crate) live_version: String,
-    pub(crate) touch: String,
-    pub(crate) delete: String,
-    pub(crate) list_subject: String,
-    pub(crate) delete_subject: String,
-    pub(crate) delete_expired_batch: String,
+    pub(crate) create: Arc<str>,
+    pub(crate) reclaim_expired: Arc<str>,
+    pub(crate) load: Arc<str>,
+    pub(crate) save: Arc<str>,
+    pub(crate) live_version: Arc<str>,
+    pub(crate) touch: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) list_subject: Arc<str>,
+    pub(crate) delete_subject: Arc<str>,
+    pub(crate) delete_expired_batch: Arc<str>,
     pub(crate) create_schema: Option<String>,
     pub(crate) create_migrations_table: String,
     pub(crate) applied_migrations: String,
@@ -195,7 +196,7 @@ impl Sql {
         let migrations_table = qualify(MIGRATIONS_TABLE);
         let idx_subject = dialect.quote(&index_name(table, "subject_idx"));
         let idx_expires = dialect.quote(&index_name(table, "expires_idx"));
-        let p = |s: String| dialect.placeholders(s);
+        let p = |s: String| Arc::<str>::from(dialect.placeholders(s));
 
         const COLS: &str = "id, subject, payload, version, created_at, expires_at";
         // What the SELECT lists read: MySQL keeps the subject as bytes
@@ -332,8 +333,8 @@ impl Sql {
             delete_expired_batch: p(delete_expired_batch),
             create_schema,
             create_migrations_table,
-            applied_migrations: p(applied_migrations),
-            record_migration: p(record_migration),
+            applied_migrations: dialect.placeholders(applied_migrations),
+            record_migration: dialect.placeholders(record_migration),
             migrations: vec![Migration {
                 version: 1,
                 statements: v1,
@@ -365,7 +366,7 @@ mod tests {
     fn postgres_placeholders_are_numbered() {
         let sql = Sql::new(Dialect::Postgres, "s", Some("app")).unwrap();
         assert_eq!(
-            sql.touch,
+            &*sql.touch,
             "UPDATE \"app\".\"s\" SET expires_at = $1 WHERE id = $2 AND expires_at > $3"
         );
         assert!(sql.create.ends_with("WHERE cur.expires_at <= $7"));

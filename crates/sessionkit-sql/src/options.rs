@@ -37,6 +37,7 @@ pub struct SqlStoreOptions {
     acquire_timeout: Duration,
     idle_timeout: Option<Duration>,
     statement_timeout: Option<Duration>,
+    test_before_acquire: bool,
     batch_size: u32,
     migrate: bool,
 }
@@ -51,6 +52,7 @@ impl Default for SqlStoreOptions {
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             statement_timeout: None,
+            test_before_acquire: true,
             batch_size: 1000,
             migrate: true,
         }
@@ -116,6 +118,16 @@ impl SqlStoreOptions {
         self
     }
 
+    /// Whether a pooled connection is pinged before each use (default
+    /// `true`, as in sqlx). Turning it off saves one round trip per call;
+    /// the price is that a connection which died while idle (server
+    /// restart, idle timeout in a firewall) fails one call with a retryable
+    /// error before the pool replaces it.
+    pub fn test_before_acquire(mut self, test: bool) -> Self {
+        self.test_before_acquire = test;
+        self
+    }
+
     /// Rows deleted per statement by `delete_expired` (default 1000).
     pub fn cleanup_batch_size(mut self, rows: u32) -> Self {
         self.batch_size = rows.max(1);
@@ -171,6 +183,7 @@ impl SqlStoreOptions {
             .min_connections(self.min_connections.min(self.max_connections))
             .acquire_timeout(self.acquire_timeout)
             .idle_timeout(self.idle_timeout)
+            .test_before_acquire(self.test_before_acquire)
     }
 
     #[allow(dead_code)]
