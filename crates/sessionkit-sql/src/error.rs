@@ -6,6 +6,9 @@ use sessionkit_core::Error;
 
 use crate::dialect::Dialect;
 
+/// sqlx's default `busy_timeout` for SQLite connections.
+const SQLITE_DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What a database error means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -43,10 +46,12 @@ fn classify_database(dialect: Dialect, err: &dyn sqlx::error::DatabaseError) -> 
             }
             _ => Class::Permanent,
         },
-        // SQLITE_BUSY and SQLITE_LOCKED (with their extended codes): the
-        // database was locked longer than the busy timeout.
         Dialect::Sqlite => match code.parse::<u32>().map(|c| c & 0xff) {
-            Ok(5 | 6) => Class::Retryable,
+            // SQLITE_BUSY (with its extended codes): another connection held
+            // the lock for longer than the busy timeout.
+            Ok(5) => Class::Timeout,
+            // SQLITE_LOCKED: a conflict within a shared-cache database.
+            Ok(6) => Class::Retryable,
             _ => Class::Permanent,
         },
     }
@@ -83,7 +88,12 @@ pub(crate) fn map(dialect: Dialect, timeout: Option<Duration>, err: sqlx::Error)
         _ => Class::Permanent,
     };
     match class {
-        Class::Timeout => Error::Timeout(timeout.unwrap_or_default()),
+        // Without a configured timeout: sqlx's default SQLite busy timeout,
+        // or zero where the server's own setting (unknown here) applied.
+        Class::Timeout => Error::Timeout(timeout.unwrap_or(match dialect {
+            Dialect::Sqlite => SQLITE_DEFAULT_BUSY_TIMEOUT,
+            Dialect::Postgres | Dialect::MySql => Duration::ZERO,
+        })),
         Class::Retryable => Error::backend(err, true),
         Class::Permanent => Error::backend(err, false),
     }

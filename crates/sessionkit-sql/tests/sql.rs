@@ -558,6 +558,45 @@ async fn mysql_statement_timeout_is_typed() {
     pool.close().await;
 }
 
+#[tokio::test]
+async fn sqlite_busy_timeout_is_typed() {
+    let path = common::sqlite_path();
+    let store = common::options(&common::random_table())
+        .statement_timeout(Duration::from_millis(200))
+        .connect_sqlite(common::sqlite_file_options(&path).busy_timeout(Duration::from_secs(10)))
+        .await
+        .expect("sqlite");
+    let store = Scoped::new(store, common::Cleanup::SqliteFile(path.clone()));
+    let r = record(None, Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create");
+
+    // Another connection takes the write lock and keeps it.
+    use sqlx::Connection;
+    let mut holder = sqlx::SqliteConnection::connect_with(&common::sqlite_file_options(&path))
+        .await
+        .expect("second connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    let result = tokio::time::timeout(Duration::from_secs(10), store.save(&r))
+        .await
+        .expect("the busy timeout ends the wait");
+    assert!(
+        matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(200)),
+        "expected Error::Timeout(200ms), got {result:?}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    holder.close().await.expect("close");
+    assert_eq!(
+        store.save(&r).await.expect("save after the lock is gone"),
+        2
+    );
+}
+
 // ------------------------------------------------------------------ cleanup
 
 async fn batched_purge(store: Scoped) {
