@@ -349,3 +349,29 @@ fn a_key_only_in_another_ring_does_not_verify() {
     // The kid exists in rs256_codec's ring but is pinned to RS256.
     assert_rejected(rs256_codec().decode(&token), TokenRejection::Algorithm);
 }
+
+#[test]
+fn issued_at_round_trips_to_the_millisecond_and_iat_stays_whole_seconds() {
+    let codec = hs256_codec();
+    for ms in [0, 1, 499, 999] {
+        let mut c = claims();
+        let base = Timestamp::from_secs(Timestamp::now().as_secs());
+        c.issued_at = Timestamp::from_millis(base.as_millis() + ms);
+        let token = codec.encode(&c).unwrap();
+        let (_, payload) = parts_json(&token);
+        assert_eq!(payload["iat"], base.as_secs(), "iat is a plain NumericDate");
+        assert_eq!(payload.get("ims").is_some(), ms != 0, "ims omitted when 0");
+        assert_eq!(codec.decode(&token).unwrap().issued_at, c.issued_at);
+    }
+    // An out-of-range millisecond part is malformed, not silently carried.
+    let (header, mut payload) = parts_json(&codec.encode(&claims()).unwrap());
+    payload["ims"] = json!(1000);
+    let token = forge_hmac(&header, &payload, Algorithm::HS256, &SECRET_1);
+    assert_rejected(codec.decode(&token), TokenRejection::Malformed);
+}
+
+#[test]
+fn the_codec_reports_its_leeway_for_revocation_retention() {
+    assert_eq!(hs256_codec().leeway(), Duration::from_secs(5));
+    assert_eq!(rs256_codec().leeway(), Duration::ZERO);
+}
