@@ -105,7 +105,9 @@
 //!   with `ZADD GT` so scores only grow: every live session is in its
 //!   subject's index with a score at least its expiry. `touch` raises the
 //!   score right after its script (the subject is known only then); if that
-//!   second command fails, `touch` returns the error and a retry repairs it;
+//!   second command fails, `touch` returns the error, and a retry or the
+//!   next `list_subject` (which raises entries scored below their session's
+//!   expiry) repairs it;
 //! - the index may hold extra entries (a failed write, a session deleted or
 //!   moved to another subject): `list_subject` loads the listed sessions
 //!   (`MGET`) and returns only live ones whose stored subject is the one

@@ -393,6 +393,7 @@ impl RedisStore {
         let mut live = Vec::new();
         let mut stale = Vec::new();
         let mut invalid = Vec::new();
+        let mut lagging = Vec::new();
         for e in &entries {
             if e.id.is_none() {
                 invalid.push(e.member.as_str());
@@ -409,7 +410,12 @@ impl RedisStore {
                 _ => None,
             };
             match record {
-                Some(r) if r.subject.as_deref() == Some(subject) && r.is_live(now) => live.push(r),
+                Some(r) if r.subject.as_deref() == Some(subject) && r.is_live(now) => {
+                    if e.score < r.expires_at.as_millis().min(MAX_PXAT) as f64 {
+                        lagging.push((r.id, r.expires_at));
+                    }
+                    live.push(r);
+                }
                 _ if e.score <= now.as_millis() as f64 => stale.push(e.member.as_str()),
                 _ => {}
             }
@@ -419,6 +425,13 @@ impl RedisStore {
         }
         if let Err(err) = self.index_remove(subject, &invalid).await {
             tracing::debug!(error = %err, "could not clean a subject index; will retry on the next read");
+        }
+        // An entry scored below its session's expiry (a touch whose index
+        // update failed) is raised, so the index key cannot expire first.
+        for (id, expires_at) in lagging {
+            if let Err(err) = self.index_add(subject, &id, expires_at).await {
+                tracing::debug!(error = %err, "could not repair a subject index entry; will retry on the next read");
+            }
         }
         live.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(live)

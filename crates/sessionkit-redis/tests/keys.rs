@@ -250,6 +250,13 @@ async fn subject_index_heals_itself() {
         .unwrap();
     assert_eq!(pexpiretime, later.as_millis());
 
+    // An entry scored below its session's expiry (as after a touch whose
+    // index update was lost) is raised again by the next listing.
+    let _: () = c.zadd(&erin, moved.id.as_str(), 1_000).await.unwrap();
+    assert_eq!(store.list_subject("erin").await.unwrap().len(), 1);
+    let score: Option<f64> = c.zscore(&erin, moved.id.as_str()).await.unwrap();
+    assert_eq!(score, Some(later.as_millis() as f64));
+
     assert!(store.delete(&moved.id).await.unwrap());
     let exists: bool = c.exists(&erin).await.unwrap();
     assert!(
