@@ -40,7 +40,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 ///   place of what could not be queued.
 ///
 /// With Redis Cluster, give any node's URL: classic pub/sub messages are
-/// broadcast to every node of the cluster.
+/// broadcast to every node of the cluster. The channel stays on that one
+/// node: while it is down, subscribers get `Reset` and keep retrying it (a
+/// cache then relies on its `max_staleness`), so prefer a stable address.
 ///
 /// ```no_run
 /// # async fn demo() -> sessionkit_core::Result<()> {
