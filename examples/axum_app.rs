@@ -319,6 +319,9 @@ async fn whoami(c: &reqwest::Client, base: &str) -> Result<Me, BoxError> {
 async fn selftest(base: &str) -> Result<(), BoxError> {
     let phone = browser("phone")?;
     let laptop = browser("laptop")?;
+    // A fresh user, so that sessions left in a persistent store by an
+    // earlier run do not show up in the list.
+    let user = format!("alice-{}", &SessionId::generate().as_str()[..8]);
 
     phone.post(format!("{base}/counter")).send().await?;
     let me = whoami(&phone, base).await?;
@@ -326,7 +329,7 @@ async fn selftest(base: &str) -> Result<(), BoxError> {
 
     let bad = phone
         .post(format!("{base}/login"))
-        .form(&[("user", "alice"), ("password", "nope")])
+        .form(&[("user", user.as_str()), ("password", "nope")])
         .send()
         .await?;
     ensure(
@@ -337,7 +340,7 @@ async fn selftest(base: &str) -> Result<(), BoxError> {
     for c in [&phone, &laptop] {
         let r = c
             .post(format!("{base}/login"))
-            .form(&[("user", "alice"), ("password", "password")])
+            .form(&[("user", user.as_str()), ("password", "password")])
             .send()
             .await?;
         ensure(r.status().is_success(), "login")?;
@@ -345,7 +348,7 @@ async fn selftest(base: &str) -> Result<(), BoxError> {
     phone.post(format!("{base}/counter")).send().await?;
     let me = whoami(&phone, base).await?;
     ensure(
-        me.user.as_deref() == Some("alice") && me.counter == 2,
+        me.user.as_deref() == Some(user.as_str()) && me.counter == 2,
         "logged in, the anonymous count carried over",
     )?;
 
@@ -370,7 +373,7 @@ async fn selftest(base: &str) -> Result<(), BoxError> {
         "the laptop is logged out",
     )?;
     ensure(
-        whoami(&phone, base).await?.user.as_deref() == Some("alice"),
+        whoami(&phone, base).await?.user.as_deref() == Some(user.as_str()),
         "the phone still is logged in",
     )?;
 
