@@ -20,6 +20,18 @@ pub fn mysql_url() -> String {
     std::env::var(MYSQL_ENV).unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
+/// An error with its whole source chain, for skip messages.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Test tables are named `skt_<unix seconds>_<random hex>`: unique per call,
 /// and old enough ones (left by a crashed run) can be recognised and reaped.
 pub const TABLE_PREFIX: &str = "skt_";
@@ -233,8 +245,37 @@ pub async fn sqlite_memory_store() -> Option<Scoped> {
     })
 }
 
+/// Why a server was found unreachable, remembered so that the following
+/// tests of this process skip at once.
+static POSTGRES_DOWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static MYSQL_DOWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// One plain connection attempt (5 s at most), so that a missing server is
+/// reported with its real cause at once instead of after the pool's
+/// acquire timeout.
+async fn probe<C: sqlx::Connection>(
+    url: &str,
+    down: &std::sync::OnceLock<String>,
+) -> Option<String> {
+    if let Some(why) = down.get() {
+        return Some(why.clone());
+    }
+    let why = match tokio::time::timeout(Duration::from_secs(5), C::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            return None;
+        }
+        Ok(Err(e)) => chain(&e),
+        Err(_) => "no answer within 5 s".to_owned(),
+    };
+    Some(down.get_or_init(|| why).clone())
+}
+
 pub async fn postgres_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scoped> {
     let url = postgres_url();
+    if let Some(why) = probe::<sqlx::PgConnection>(&url, &POSTGRES_DOWN).await {
+        return sessionkit_testkit::skip(&format!("PostgreSQL at {url}"), why);
+    }
     match opts.connect(&url).await {
         Ok(store) => {
             if let Some(pool) = store.postgres_pool() {
@@ -248,7 +289,7 @@ pub async fn postgres_store_with(opts: SqlStoreOptions, table: &str) -> Option<S
                 },
             })
         }
-        Err(e) => sessionkit_testkit::skip(&format!("PostgreSQL at {url}"), e),
+        Err(e) => sessionkit_testkit::skip(&format!("PostgreSQL at {url}"), chain(&e)),
     }
 }
 
@@ -259,6 +300,9 @@ pub async fn postgres_store() -> Option<Scoped> {
 
 pub async fn mysql_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scoped> {
     let url = mysql_url();
+    if let Some(why) = probe::<sqlx::MySqlConnection>(&url, &MYSQL_DOWN).await {
+        return sessionkit_testkit::skip(&format!("MariaDB/MySQL at {url}"), why);
+    }
     match opts.connect(&url).await {
         Ok(store) => {
             if let Some(pool) = store.mysql_pool() {
@@ -272,7 +316,7 @@ pub async fn mysql_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scop
                 },
             })
         }
-        Err(e) => sessionkit_testkit::skip(&format!("MariaDB/MySQL at {url}"), e),
+        Err(e) => sessionkit_testkit::skip(&format!("MariaDB/MySQL at {url}"), chain(&e)),
     }
 }
 
