@@ -61,8 +61,10 @@ pub(crate) struct Shared<T> {
 /// request changed the session first, the response becomes 409 Conflict
 /// (configurable), never a silently lost update.
 /// [`update`](Self::update), [`create`](Self::create),
-/// [`rotate`](Self::rotate) and [`destroy`](Self::destroy) act on the store
-/// at once.
+/// [`login`](Self::login), [`rotate`](Self::rotate) and
+/// [`destroy`](Self::destroy) act on the store at once; the ticket changes
+/// they cause are sent to the client even if the handler then answers with
+/// a 5xx, because the old ticket may already be dead.
 ///
 /// An unknown, malformed, expired or revoked ticket is an empty session,
 /// never an error; a new session always gets a fresh server-generated ID.

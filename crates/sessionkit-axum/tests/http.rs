@@ -79,6 +79,17 @@ async fn login(s: Handle, Query(q): Query<UserQuery>) -> Res<&'static str> {
     Ok("logged in")
 }
 
+/// Login, then an atomic update in the same request: the rotated ticket
+/// must still reach the client.
+async fn login_incr(s: Handle, Query(q): Query<UserQuery>) -> Res<String> {
+    s.login(&q.user, Data::default).await?;
+    let n = s.update(|d| {
+        d.n += 1;
+        d.n
+    });
+    Ok(format!("{:?}", n.await?))
+}
+
 async fn logout(s: Handle) -> Res<String> {
     Ok(format!("destroyed: {}", s.destroy().await?))
 }
@@ -127,6 +138,7 @@ fn app(manager: SessionManager<Data>, transport: Transport) -> Router {
         .route("/anon", post(anon))
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route("/login_incr", post(login_incr))
         .route("/incr", post(incr))
         .route("/set", post(set))
         .route("/fail", post(fail))
@@ -419,6 +431,31 @@ async fn login_rotates_the_id_and_the_old_one_dies() {
         whoami_with(&base, Some(&format!("id={before}"))).await,
         empty()
     );
+}
+
+#[tokio::test]
+async fn a_ticket_changed_earlier_in_the_request_is_still_sent() {
+    for manager in [stateful(MemoryStore::new()), stateless()] {
+        let base = serve(app(manager.clone(), Transport::default())).await;
+        let r = client().post(format!("{base}/anon")).send().await.unwrap();
+        let before = cookie_value(&r, "id").unwrap();
+        let r = client()
+            .post(format!("{base}/login_incr?user=ivy"))
+            .header(reqwest::header::COOKIE, format!("id={before}"))
+            .send()
+            .await
+            .unwrap();
+        let after = cookie_value(&r, "id").expect("the rotated ticket is sent");
+        assert_eq!(r.text().await.unwrap(), "Some(2)");
+        assert_ne!(before, after);
+        let who = whoami_with(&base, Some(&format!("id={after}"))).await;
+        assert_eq!(who.subject.as_deref(), Some("ivy"));
+        assert_eq!(who.n, Some(2));
+        assert_eq!(
+            whoami_with(&base, Some(&format!("id={before}"))).await,
+            empty()
+        );
+    }
 }
 
 #[tokio::test]
