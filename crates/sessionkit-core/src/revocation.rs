@@ -101,7 +101,9 @@ impl RevocationList {
         Ok(self.store.load(jti).await?.is_some())
     }
 
-    /// Rejects every token of `subject` issued before `at`; the marker is
+    /// Rejects every token of `subject` issued at or before `at` (so a
+    /// token minted in the same millisecond as the logout is rejected too);
+    /// the marker is
     /// kept until `keep_until` (give the longest lifetime a token can have).
     /// The not-before instant only ever moves forward.
     pub async fn logout_everywhere(
@@ -153,7 +155,8 @@ impl RevocationList {
 
     /// Checks decoded claims: [`Error::Revoked`] when the `jti` is revoked,
     /// [`Error::InvalidToken`] with [`TokenRejection::IssuedBeforeLogout`]
-    /// when the token predates its subject's not-before instant. The two
+    /// when the token was issued at or before its subject's not-before
+    /// instant. The two
     /// lookups run concurrently.
     pub async fn check(&self, claims: &TokenClaims) -> Result<()> {
         let not_before = async {
@@ -167,7 +170,7 @@ impl RevocationList {
             return Err(Error::Revoked);
         }
         if let Some(nb) = not_before?
-            && claims.issued_at < nb
+            && claims.issued_at <= nb
         {
             return Err(Error::InvalidToken(TokenRejection::IssuedBeforeLogout));
         }
