@@ -8,7 +8,7 @@
 //! - a revoked token ID (`jti`), kept until the token would have expired
 //!   anyway (plus the codec's leeway), so the list never grows without bound;
 //! - a per-subject *not-before* instant: every token of that subject issued
-//!   earlier is rejected ("log out everywhere").
+//!   at or before it is rejected ("log out everywhere").
 //!
 //! Nothing here is JWT-specific: it works with any [`TokenCodec`].
 //!
