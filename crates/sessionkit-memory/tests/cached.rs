@@ -200,6 +200,8 @@ impl InvalidationChannel for Bus {
                 tokio::task::yield_now().await;
             }
         }
+        // The cache applies a message in the same step as it takes it.
+        tokio::task::yield_now().await;
         Ok(())
     }
 
