@@ -1,0 +1,298 @@
+//! Redis: `RedisStore` beside raw redis (`SET NX PXAT` / `GET` / `SET PXAT`
+//! / `DEL` of the same payload bytes on the same connection type, a
+//! `ConnectionManager`) and tower-sessions' `RedisStore` (fred), at
+//! concurrency 1 and 64; a `CachedStore<RedisStore>` beside tower-sessions'
+//! `CachingSessionStore<MokaStore, RedisStore>` and a hand-written moka +
+//! redis cache; and load latency with N live sessions
+//! (`SESSIONKIT_BENCH_SCALE`, default `1000,100000`).
+//!
+//! The server is `REDIS_URL` (default `redis://127.0.0.1:6379`); without
+//! one, every group prints `SKIPPED` and the bench exits 0.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Op, Ops, Payload, Sess, Sk, Tower14};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use sessionkit::memory::CachedStore;
+use sessionkit::redis::{RedisConfig, RedisStore};
+use sessionkit::{SessionId, Timestamp, async_trait};
+use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as FredConfig, Builder as FredBuilder, Client as FredClient};
+
+/// Hand-written baseline: the same commands a minimal Redis session store
+/// would send, on a `ConnectionManager` like `RedisStore`'s.
+struct RawRedis {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+fn pxat() -> i64 {
+    (Timestamp::now() + common::IDLE).as_millis()
+}
+
+#[async_trait]
+impl Ops for RawRedis {
+    type H = (String, Sess);
+    async fn create(&self, data: &Sess) -> Self::H {
+        let key = format!("{}:{}", self.prefix, SessionId::generate().as_str());
+        let mut conn = self.conn.clone();
+        let ok: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(common::encode(data))
+            .arg("NX")
+            .arg("PXAT")
+            .arg(pxat())
+            .query_async(&mut conn)
+            .await
+            .expect("raw SET NX");
+        assert!(ok.is_some(), "fresh key");
+        (key, data.clone())
+    }
+    async fn load(&self, h: &Self::H) -> Sess {
+        let mut conn = self.conn.clone();
+        let bytes: Option<Vec<u8>> = conn.get(&h.0).await.expect("raw GET");
+        common::decode(&bytes.expect("live key"))
+    }
+    async fn save(&self, h: &mut Self::H) {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(&h.0)
+            .arg(common::encode(&h.1))
+            .arg("PXAT")
+            .arg(pxat())
+            .query_async(&mut conn)
+            .await
+            .expect("raw SET");
+    }
+    async fn delete(&self, h: Self::H) {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.del(&h.0).await.expect("raw DEL");
+    }
+}
+
+/// Hand-written cached baseline: moka in front of raw redis, write-through.
+struct RawCachedRedis {
+    redis: RawRedis,
+    cache: moka::future::Cache<String, Bytes>,
+}
+
+#[async_trait]
+impl Ops for RawCachedRedis {
+    type H = (String, Sess);
+    async fn create(&self, data: &Sess) -> Self::H {
+        let h = self.redis.create(data).await;
+        self.cache
+            .insert(h.0.clone(), Bytes::from(common::encode(data)))
+            .await;
+        h
+    }
+    async fn load(&self, h: &Self::H) -> Sess {
+        match self.cache.get(&h.0).await {
+            Some(bytes) => common::decode(&bytes),
+            None => self.redis.load(h).await,
+        }
+    }
+    async fn save(&self, h: &mut Self::H) {
+        let bytes = Bytes::from(common::encode(&h.1));
+        let mut conn = self.redis.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(&h.0)
+            .arg(&bytes[..])
+            .arg("PXAT")
+            .arg(pxat())
+            .query_async(&mut conn)
+            .await
+            .expect("raw SET");
+        self.cache.insert(h.0.clone(), bytes).await;
+    }
+    async fn delete(&self, h: Self::H) {
+        self.cache.invalidate(&h.0).await;
+        self.redis.delete(h).await;
+    }
+}
+
+struct Setup {
+    url: String,
+    tag: String,
+    conn: ConnectionManager,
+}
+
+fn connect(rt: &tokio::runtime::Runtime) -> Option<Setup> {
+    let url = common::env_url("REDIS_URL", "redis://127.0.0.1:6379");
+    let conn = common::probe(rt, &format!("redis at {url}"), async {
+        let client = redis::Client::open(url.as_str())?;
+        ConnectionManager::new(client).await
+    })?;
+    Some(Setup {
+        url,
+        tag: common::run_tag(),
+        conn,
+    })
+}
+
+async fn sk_store(s: &Setup, name: &str) -> RedisStore {
+    RedisStore::standalone(
+        &s.url,
+        RedisConfig::new()
+            .prefix(format!("skb{}{name}", s.tag))
+            .command_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .expect("RedisStore")
+}
+
+async fn fred_client(url: &str) -> FredClient {
+    let config = FredConfig::from_url(url).expect("fred config");
+    let client = FredBuilder::from_config(config).build().expect("fred client");
+    client.init().await.expect("fred connect");
+    client
+}
+
+fn ops(c: &mut Criterion) {
+    let rt = common::runtime();
+    let Some(s) = connect(&rt) else { return };
+    let payloads = Payload::both();
+
+    let sk = Sk::new(rt.block_on(sk_store(&s, "a")));
+    common::bench_ops(c, &rt, "redis", "sessionkit", &sk, &payloads, &Op::ALL);
+    // With a subject, create and save also maintain the subject index
+    // (one more round trip).
+    let sk_subject = Sk::with_subject(rt.block_on(sk_store(&s, "s")), "user-42");
+    common::bench_ops(
+        c,
+        &rt,
+        "redis",
+        "sessionkit+subject",
+        &sk_subject,
+        &payloads,
+        &[Op::Create, Op::Save],
+    );
+    let raw = Arc::new(RawRedis {
+        conn: s.conn.clone(),
+        prefix: format!("rawb{}", s.tag),
+    });
+    common::bench_ops(c, &rt, "redis", "raw", &raw, &payloads, &Op::ALL);
+    let tower = Arc::new(Tower14(tower_sessions_redis_store::RedisStore::new(
+        rt.block_on(fred_client(&s.url)),
+    )));
+    common::bench_ops(c, &rt, "redis", "tower-sessions", &tower, &payloads, &Op::ALL);
+
+    // Concurrency 64: throughput over one multiplexed connection each.
+    let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
+    common::bench_concurrent(c, &rt, "redis", "sessionkit", &sk, &payloads, tasks);
+    common::bench_concurrent(c, &rt, "redis", "raw", &raw, &payloads, tasks);
+    common::bench_concurrent(c, &rt, "redis", "tower-sessions", &tower, &payloads, tasks);
+
+    // Cached loads (hits) and write-through saves over Redis.
+    let cached = Arc::new(
+        CachedStore::builder(rt.block_on(sk_store(&s, "c")))
+            .max_bytes(1 << 30)
+            .max_staleness(Duration::from_secs(600))
+            .build()
+            .expect("CachedStore"),
+    );
+    let sk_cached = Sk::new(Arc::clone(&cached));
+    let ops = [Op::Load, Op::Save];
+    common::bench_ops(c, &rt, "cached_redis", "sessionkit", &sk_cached, &payloads, &ops);
+    let raw_cached = Arc::new(RawCachedRedis {
+        redis: RawRedis {
+            conn: s.conn.clone(),
+            prefix: format!("rawc{}", s.tag),
+        },
+        cache: moka::future::Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(common::IDLE)
+            .build(),
+    });
+    common::bench_ops(c, &rt, "cached_redis", "raw", &raw_cached, &payloads, &ops);
+    let tower_cached = Arc::new(Tower14(
+        tower_sessions_core_014::session_store::CachingSessionStore::new(
+            tower_sessions_moka_store::MokaStore::new(Some(1_000_000)),
+            tower_sessions_redis_store::RedisStore::new(rt.block_on(fred_client(&s.url))),
+        ),
+    ));
+    common::bench_ops(c, &rt, "cached_redis", "tower-sessions", &tower_cached, &payloads, &ops);
+    let stats = cached.stats();
+    eprintln!(
+        "cache stats: hits {} misses {} (the load rows must be hits)",
+        stats.hits, stats.misses
+    );
+}
+
+/// RedisStore load latency with N live sessions in the keyspace (200-byte
+/// payload). Filler sessions are written with pipelined `SET … PXAT` of the
+/// same size under the store's prefix; sizes grow incrementally.
+fn scale(c: &mut Criterion) {
+    let rt = common::runtime();
+    let Some(s) = connect(&rt) else { return };
+    let sizes = common::env_sizes("SESSIONKIT_BENCH_SCALE", &[1_000, 100_000]);
+    let p = Payload::sized("200B", 200);
+    let store = rt.block_on(sk_store(&s, "z"));
+    let prefix = store.prefix().to_owned();
+    let filler = Bytes::from(common::encode(&p.data));
+    let sk = Sk::new(store);
+    let mut have = 0u64;
+    let mut g = c.benchmark_group("scale/load");
+    for &n in &sizes {
+        let (_, took) = rt.block_on(common::timed(fill(&s.conn, &prefix, &filler, have, n)));
+        eprintln!("redis: populated {n} sessions in {took:?}");
+        have = have.max(n);
+        g.bench_function(BenchmarkId::new("redis", n), |b| {
+            b.to_async(&rt)
+                .iter_custom(|iters| common::time_op(&*sk, Op::Load, &p.data, iters));
+        });
+    }
+    g.finish();
+    let (_, took) = rt.block_on(common::timed(unfill(&s.conn, &prefix, have)));
+    eprintln!("redis: removed {have} filler sessions in {took:?}");
+}
+
+fn filler_key(prefix: &str, i: u64) -> String {
+    format!("{prefix}:fill{i:012}")
+}
+
+async fn fill(conn: &ConnectionManager, prefix: &str, value: &Bytes, from: u64, to: u64) {
+    let mut conn = conn.clone();
+    let at = pxat();
+    let mut i = from;
+    while i < to {
+        let end = (i + 1000).min(to);
+        let mut pipe = redis::pipe();
+        for j in i..end {
+            pipe.cmd("SET")
+                .arg(filler_key(prefix, j))
+                .arg(&value[..])
+                .arg("PXAT")
+                .arg(at)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.expect("fill pipeline");
+        i = end;
+    }
+}
+
+async fn unfill(conn: &ConnectionManager, prefix: &str, n: u64) {
+    let mut conn = conn.clone();
+    let mut i = 0;
+    while i < n {
+        let end = (i + 1000).min(n);
+        let mut cmd = redis::cmd("UNLINK");
+        for j in i..end {
+            cmd.arg(filler_key(prefix, j));
+        }
+        let _: i64 = cmd.query_async(&mut conn).await.expect("unlink");
+        i = end;
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = ops, scale
+}
+criterion_main!(benches);
