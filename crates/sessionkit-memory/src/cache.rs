@@ -208,6 +208,16 @@ impl Entry {
                 .is_none_or(|r| r.is_live(Timestamp::now()))
     }
 
+    /// The record (if any) is still live by the wall clock. The monotonic
+    /// deadline needs no check on a cache read: moka never returns an entry
+    /// past the deadline its [`Expiry`] gave it.
+    fn live(&self) -> bool {
+        self.0
+            .record
+            .as_ref()
+            .is_none_or(|r| r.is_live(Timestamp::now()))
+    }
+
     fn subject(&self) -> Option<&str> {
         self.0.record.as_ref().and_then(|r| r.subject.as_deref())
     }
@@ -877,7 +887,7 @@ impl<S: SessionStore> CachedStore<S> {
             let mut fallback = None;
             if let Some(entry) = shared.cache.get(id).await {
                 match shared.validity(idx, &entry) {
-                    Validity::Valid if entry.in_bounds() => {
+                    Validity::Valid if entry.live() => {
                         inc(&shared.counters.hits);
                         tracing::debug!(id = %id.redacted(), found = entry.0.record.is_some(), "cache hit");
                         return Ok((entry.0.record.clone(), Freshness::Fresh));
