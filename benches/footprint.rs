@@ -98,11 +98,17 @@ fn child(case: &str, label: &str, n: u64) {
         };
         match case {
             "memory_store" => {
-                let store = MemoryStore::builder().max_entries(n * 2).max_bytes(cap).build();
+                let store = MemoryStore::builder()
+                    .max_entries(n * 2)
+                    .max_bytes(cap)
+                    .build();
                 store.run_pending_tasks().await;
                 let before = rss_bytes();
                 for _ in 0..n {
-                    store.create(&rec(SessionId::generate())).await.expect("create");
+                    store
+                        .create(&rec(SessionId::generate()))
+                        .await
+                        .expect("create");
                 }
                 store.run_pending_tasks().await;
                 assert_eq!(store.entry_count(), n, "nothing evicted");

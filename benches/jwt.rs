@@ -99,7 +99,9 @@ fn jwt(c: &mut Criterion) {
             raw_token.len()
         );
         // Both verify each other's tokens: the same work on the same input.
-        codec.decode(&raw_token).expect("sessionkit reads the raw token");
+        codec
+            .decode(&raw_token)
+            .expect("sessionkit reads the raw token");
         jsonwebtoken::decode::<RawClaims>(&sk_token, &dec, &validation).expect("raw reads ours");
 
         let mut g = c.benchmark_group("jwt/encode");
@@ -107,37 +109,54 @@ fn jwt(c: &mut Criterion) {
             b.iter(|| codec.encode(std::hint::black_box(&claims)).expect("encode"))
         });
         g.bench_function(BenchmarkId::new("raw", p.label), |b| {
-            b.iter(|| jsonwebtoken::encode(&header, std::hint::black_box(&raw), &enc).expect("encode"))
+            b.iter(|| {
+                jsonwebtoken::encode(&header, std::hint::black_box(&raw), &enc).expect("encode")
+            })
         });
         g.finish();
 
         let mut g = c.benchmark_group("jwt/verify");
         g.bench_function(BenchmarkId::new("sessionkit", p.label), |b| {
-            b.iter(|| codec.decode(std::hint::black_box(&sk_token)).expect("verify"))
+            b.iter(|| {
+                codec
+                    .decode(std::hint::black_box(&sk_token))
+                    .expect("verify")
+            })
         });
         g.bench_function(BenchmarkId::new("raw", p.label), |b| {
             b.iter(|| {
-                jsonwebtoken::decode::<RawClaims>(std::hint::black_box(&sk_token), &dec, &validation)
-                    .expect("verify")
+                jsonwebtoken::decode::<RawClaims>(
+                    std::hint::black_box(&sk_token),
+                    &dec,
+                    &validation,
+                )
+                .expect("verify")
             })
         });
         g.finish();
 
         // Verify + revocation check (jti and the subject's not-before,
         // answered by the cache) vs raw verify alone.
-        rt.block_on(revocations.check(&claims)).expect("not revoked");
+        rt.block_on(revocations.check(&claims))
+            .expect("not revoked");
         let mut g = c.benchmark_group("jwt/verify_revocation");
         g.bench_function(BenchmarkId::new("sessionkit", p.label), |b| {
             b.to_async(&rt).iter(|| async {
-                let claims = codec.decode(std::hint::black_box(&sk_token)).expect("verify");
+                let claims = codec
+                    .decode(std::hint::black_box(&sk_token))
+                    .expect("verify");
                 revocations.check(&claims).await.expect("not revoked");
                 claims
             })
         });
         g.bench_function(BenchmarkId::new("raw", p.label), |b| {
             b.iter(|| {
-                jsonwebtoken::decode::<RawClaims>(std::hint::black_box(&sk_token), &dec, &validation)
-                    .expect("verify")
+                jsonwebtoken::decode::<RawClaims>(
+                    std::hint::black_box(&sk_token),
+                    &dec,
+                    &validation,
+                )
+                .expect("verify")
             })
         });
         g.finish();

@@ -68,11 +68,27 @@ fn ops(c: &mut Criterion) {
     let raw = RawMoka::new();
     common::bench_ops(c, &rt, "memory", "raw", &raw, &payloads, &Op::ALL);
     let tower_mem = Arc::new(Tower15(tower_sessions::MemoryStore::default()));
-    common::bench_ops(c, &rt, "memory", "tower-sessions", &tower_mem, &payloads, &Op::ALL);
+    common::bench_ops(
+        c,
+        &rt,
+        "memory",
+        "tower-sessions",
+        &tower_mem,
+        &payloads,
+        &Op::ALL,
+    );
     let tower_moka = Arc::new(Tower14(tower_sessions_moka_store::MokaStore::new(Some(
         1_000_000,
     ))));
-    common::bench_ops(c, &rt, "memory", "tower-sessions-moka", &tower_moka, &payloads, &Op::ALL);
+    common::bench_ops(
+        c,
+        &rt,
+        "memory",
+        "tower-sessions-moka",
+        &tower_moka,
+        &payloads,
+        &Op::ALL,
+    );
 
     // A CachedStore hit (over a MemoryStore) vs raw moka get + decode.
     let cached = Arc::new(
@@ -83,7 +99,15 @@ fn ops(c: &mut Criterion) {
             .expect("cached store"),
     );
     let sk_cached = Sk::new(Arc::clone(&cached));
-    common::bench_ops(c, &rt, "cache", "sessionkit", &sk_cached, &payloads, &[Op::Load]);
+    common::bench_ops(
+        c,
+        &rt,
+        "cache",
+        "sessionkit",
+        &sk_cached,
+        &payloads,
+        &[Op::Load],
+    );
     common::bench_ops(c, &rt, "cache", "raw", &raw, &payloads, &[Op::Load]);
     let stats = cached.stats();
     eprintln!(

@@ -22,7 +22,9 @@ use redis::aio::ConnectionManager;
 use sessionkit::memory::CachedStore;
 use sessionkit::redis::{RedisConfig, RedisStore};
 use sessionkit::{SessionId, Timestamp, async_trait};
-use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as FredConfig, Builder as FredBuilder, Client as FredClient};
+use tower_sessions_redis_store::fred::prelude::{
+    Builder as FredBuilder, Client as FredClient, ClientLike, Config as FredConfig,
+};
 
 /// Hand-written baseline: the same commands a minimal Redis session store
 /// would send, on a `ConnectionManager` like `RedisStore`'s.
@@ -148,7 +150,9 @@ async fn sk_store(s: &Setup, name: &str) -> RedisStore {
 
 async fn fred_client(url: &str) -> FredClient {
     let config = FredConfig::from_url(url).expect("fred config");
-    let client = FredBuilder::from_config(config).build().expect("fred client");
+    let client = FredBuilder::from_config(config)
+        .build()
+        .expect("fred client");
     client.init().await.expect("fred connect");
     client
 }
@@ -180,7 +184,15 @@ fn ops(c: &mut Criterion) {
     let tower = Arc::new(Tower14(tower_sessions_redis_store::RedisStore::new(
         rt.block_on(fred_client(&s.url)),
     )));
-    common::bench_ops(c, &rt, "redis", "tower-sessions", &tower, &payloads, &Op::ALL);
+    common::bench_ops(
+        c,
+        &rt,
+        "redis",
+        "tower-sessions",
+        &tower,
+        &payloads,
+        &Op::ALL,
+    );
 
     // Concurrency 64: throughput over one multiplexed connection each.
     let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
@@ -198,7 +210,15 @@ fn ops(c: &mut Criterion) {
     );
     let sk_cached = Sk::new(Arc::clone(&cached));
     let ops = [Op::Load, Op::Save];
-    common::bench_ops(c, &rt, "cached_redis", "sessionkit", &sk_cached, &payloads, &ops);
+    common::bench_ops(
+        c,
+        &rt,
+        "cached_redis",
+        "sessionkit",
+        &sk_cached,
+        &payloads,
+        &ops,
+    );
     let raw_cached = Arc::new(RawCachedRedis {
         redis: RawRedis {
             conn: s.conn.clone(),
@@ -216,7 +236,15 @@ fn ops(c: &mut Criterion) {
             tower_sessions_redis_store::RedisStore::new(rt.block_on(fred_client(&s.url))),
         ),
     ));
-    common::bench_ops(c, &rt, "cached_redis", "tower-sessions", &tower_cached, &payloads, &ops);
+    common::bench_ops(
+        c,
+        &rt,
+        "cached_redis",
+        "tower-sessions",
+        &tower_cached,
+        &payloads,
+        &ops,
+    );
     let stats = cached.stats();
     eprintln!(
         "cache stats: hits {} misses {} (the load rows must be hits)",

@@ -34,7 +34,8 @@ struct Stmts {
 
 impl Stmts {
     fn of(store: &SqlStore) -> Stmts {
-        let leak = |s: Statement| -> &'static str { Box::leak(store.sql(s).to_owned().into_boxed_str()) };
+        let leak =
+            |s: Statement| -> &'static str { Box::leak(store.sql(s).to_owned().into_boxed_str()) };
         Stmts {
             create: leak(Statement::Create),
             load: leak(Statement::Load),
@@ -164,7 +165,9 @@ fn ops(c: &mut Criterion) {
 
     // PostgreSQL.
     let table = format!("skb_{tag}");
-    let Some(store) = common::probe(&rt, "postgres", pg_store(&table)) else { return };
+    let Some(store) = common::probe(&rt, "postgres", pg_store(&table)) else {
+        return;
+    };
     let pool = store.postgres_pool().expect("pg pool").clone();
     let raw = Arc::new(RawPg {
         pool: pool.clone(),
@@ -187,15 +190,34 @@ fn ops(c: &mut Criterion) {
         store.migrate().await.expect("tower migrate");
         Arc::new(Tower14(store))
     });
-    common::bench_ops(c, &rt, "postgres", "tower-sessions", &tower, &payloads, &Op::ALL);
+    common::bench_ops(
+        c,
+        &rt,
+        "postgres",
+        "tower-sessions",
+        &tower,
+        &payloads,
+        &Op::ALL,
+    );
 
     let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
     common::bench_concurrent(c, &rt, "postgres", "sessionkit", &sk, &payloads, tasks);
     common::bench_concurrent(c, &rt, "postgres", "raw", &raw, &payloads, tasks);
-    common::bench_concurrent(c, &rt, "postgres", "tower-sessions", &tower, &payloads, tasks);
+    common::bench_concurrent(
+        c,
+        &rt,
+        "postgres",
+        "tower-sessions",
+        &tower,
+        &payloads,
+        tasks,
+    );
 
     rt.block_on(async {
-        for t in [format!("\"{table}\""), format!("\"tower_sessions\".\"{tower_table}\"")] {
+        for t in [
+            format!("\"{table}\""),
+            format!("\"tower_sessions\".\"{tower_table}\""),
+        ] {
             let sql = format!("DROP TABLE IF EXISTS {t}");
             if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await {
                 eprintln!("cleanup: {e}");
@@ -268,8 +290,11 @@ macro_rules! fill_fn {
     };
 }
 
-fill_fn!(fill_sqlite, sqlx::Sqlite, sqlx::SqlitePool, |_n: usize| "?".to_owned());
-fill_fn!(fill_pg, sqlx::Postgres, sqlx::PgPool, |n: usize| format!("${n}"));
+fill_fn!(fill_sqlite, sqlx::Sqlite, sqlx::SqlitePool, |_n: usize| "?"
+    .to_owned());
+fill_fn!(fill_pg, sqlx::Postgres, sqlx::PgPool, |n: usize| format!(
+    "${n}"
+));
 
 /// SQLite load latency with N live rows (200-byte payload).
 fn scale(c: &mut Criterion) {
@@ -278,7 +303,9 @@ fn scale(c: &mut Criterion) {
     let p = Payload::sized("200B", 200);
     let tag = common::run_tag();
     let url = sqlite_url(&format!("scale-{tag}"));
-    let Some(store) = common::probe(&rt, "sqlite", sqlite_store(&url, "skb_scale")) else { return };
+    let Some(store) = common::probe(&rt, "sqlite", sqlite_store(&url, "skb_scale")) else {
+        return;
+    };
     let pool = store.sqlite_pool().expect("pool").clone();
     let payload = sessionkit::Envelope::write(common::codec(), 1, &common::encode(&p.data));
     let expires = (Timestamp::now() + common::IDLE).as_millis();
@@ -286,7 +313,15 @@ fn scale(c: &mut Criterion) {
     let mut have = 0u64;
     let mut g = c.benchmark_group("scale/load");
     for &n in &sizes {
-        let (_, took) = rt.block_on(common::timed(fill_sqlite(&pool, "skb_scale", have, n.max(have), &payload, expires, 1)));
+        let (_, took) = rt.block_on(common::timed(fill_sqlite(
+            &pool,
+            "skb_scale",
+            have,
+            n.max(have),
+            &payload,
+            expires,
+            1,
+        )));
         eprintln!("sqlite: populated {n} rows in {took:?}");
         have = have.max(n);
         g.bench_function(BenchmarkId::new("sqlite", n), |b| {
@@ -317,11 +352,19 @@ fn delete_expired(_c: &mut Criterion) {
     let url = sqlite_url(&format!("gc-{tag}"));
     if let Some(store) = common::probe(&rt, "sqlite", sqlite_store(&url, "skb_gc")) {
         let pool = store.sqlite_pool().expect("pool").clone();
-        gc_series(&rt, "sqlite", &store, &lives, &expired, &mut points, |from, to, exp, t| {
-            let pool = pool.clone();
-            let payload = payload.clone();
-            async move { fill_sqlite(&pool, "skb_gc", from, to, &payload, exp, t).await }
-        });
+        gc_series(
+            &rt,
+            "sqlite",
+            &store,
+            &lives,
+            &expired,
+            &mut points,
+            |from, to, exp, t| {
+                let pool = pool.clone();
+                let payload = payload.clone();
+                async move { fill_sqlite(&pool, "skb_gc", from, to, &payload, exp, t).await }
+            },
+        );
         rt.block_on(pool.close());
     }
     remove_sqlite(&url);
@@ -329,12 +372,20 @@ fn delete_expired(_c: &mut Criterion) {
     let table = format!("skb_gc_{tag}");
     if let Some(store) = common::probe(&rt, "postgres", pg_store(&table)) {
         let pool = store.postgres_pool().expect("pool").clone();
-        gc_series(&rt, "postgres", &store, &lives, &expired, &mut points, |from, to, exp, t| {
-            let pool = pool.clone();
-            let payload = payload.clone();
-            let table = table.clone();
-            async move { fill_pg(&pool, &table, from, to, &payload, exp, t).await }
-        });
+        gc_series(
+            &rt,
+            "postgres",
+            &store,
+            &lives,
+            &expired,
+            &mut points,
+            |from, to, exp, t| {
+                let pool = pool.clone();
+                let payload = payload.clone();
+                let table = table.clone();
+                async move { fill_pg(&pool, &table, from, to, &payload, exp, t).await }
+            },
+        );
         rt.block_on(async {
             let sql = format!("DROP TABLE IF EXISTS \"{table}\"");
             let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
@@ -376,7 +427,10 @@ fn gc_series<F, Fut>(
                 runs.push(took);
             }
             let ns = common::median_ns(runs);
-            eprintln!("{backend} delete_expired: live {live}, expired {e}: {:.3} ms", ns / 1e6);
+            eprintln!(
+                "{backend} delete_expired: live {live}, expired {e}: {:.3} ms",
+                ns / 1e6
+            );
             points.push(format!(
                 "{{\"backend\":\"{backend}\",\"live\":{live},\"expired\":{e},\"ns\":{ns}}}"
             ));

@@ -387,7 +387,13 @@ pub fn bench_ops<O: Ops>(
 /// Throughput at `tasks` concurrent tasks: each task has its own session and
 /// does its share of `iters` operations; the time reported per iteration is
 /// wall time / operations, so its inverse is the throughput.
-pub async fn time_concurrent<O: Ops>(o: Arc<O>, op: Op, data: &Sess, tasks: u64, iters: u64) -> Duration {
+pub async fn time_concurrent<O: Ops>(
+    o: Arc<O>,
+    op: Op,
+    data: &Sess,
+    tasks: u64,
+    iters: u64,
+) -> Duration {
     assert!(matches!(op, Op::Load | Op::Save));
     let per = iters.div_ceil(tasks).max(1);
     let barrier = Arc::new(tokio::sync::Barrier::new(tasks as usize + 1));
@@ -439,9 +445,8 @@ pub fn bench_concurrent<O: Ops>(
             let o = Arc::clone(o);
             let data = p.data.clone();
             g.bench_function(BenchmarkId::new(who, p.label), |b| {
-                b.to_async(rt).iter_custom(|iters| {
-                    time_concurrent(Arc::clone(&o), op, &data, tasks, iters)
-                });
+                b.to_async(rt)
+                    .iter_custom(|iters| time_concurrent(Arc::clone(&o), op, &data, tasks, iters));
             });
         }
         g.finish();
