@@ -78,7 +78,7 @@ if [ "$mode" != report ]; then
   # Fresh results only: the report reads every estimate under $criterion_dir.
   rm -rf "$criterion_dir"
   start=$(date +%s)
-  cargo bench --features "$features" \
+  cargo bench --no-fail-fast --features "$features" \
     --bench memory --bench redis --bench sql --bench jwt --bench footprint \
     -- --warm-up-time "$BENCH_WARM_UP" --measurement-time "$BENCH_MEASURE"
   echo "bench: suite took $(( $(date +%s) - start )) s"
