@@ -83,7 +83,11 @@ fn assert_verdict(name: &str, v: &Verdict) {
          in-doubt saves found applied {}",
         v.checked, v.acked_total, v.missing, v.lost_updates, v.phantom, v.applied_in_doubt
     );
-    assert!(v.clean(), "[{name}] acknowledged writes lost: {:#?}", v.first);
+    assert!(
+        v.clean(),
+        "[{name}] acknowledged writes lost: {:#?}",
+        v.first
+    );
 }
 
 #[cfg(feature = "redis")]
@@ -129,13 +133,19 @@ mod redis_faults {
             tokio::time::sleep(Duration::from_millis(500)).await;
             server.restart();
             let probe = slots[round].id;
-            let back = eventually("the same store answers again", Duration::from_secs(20), || {
-                let store = store.clone();
-                async move { store.load(&probe).await.is_ok() }
-            })
+            let back = eventually(
+                "the same store answers again",
+                Duration::from_secs(20),
+                || {
+                    let store = store.clone();
+                    async move { store.load(&probe).await.is_ok() }
+                },
+            )
             .await;
             downtime.push(killed.elapsed());
-            println!("round {round}: killed, restarted, store answered again {back:?} after restart");
+            println!(
+                "round {round}: killed, restarted, store answered again {back:?} after restart"
+            );
         }
         tokio::time::sleep(phase()).await;
         stop.store(true, Ordering::Relaxed);
@@ -182,7 +192,10 @@ mod redis_faults {
                 async move { store.load(&probe).await.is_ok() }
             })
             .await;
-            println!("round {round}: paused {:?}, answering again {back:?} after SIGCONT", TIMEOUT * 5 / 2);
+            println!(
+                "round {round}: paused {:?}, answering again {back:?} after SIGCONT",
+                TIMEOUT * 5 / 2
+            );
         }
         tokio::time::sleep(phase()).await;
         stop.store(true, Ordering::Relaxed);
@@ -267,9 +280,7 @@ mod redis_faults {
             .expect("the workload stops")
             .expect("no task panicked");
         let (sa, sb) = (a.stats(), b.stats());
-        println!(
-            "{cuts} cuts; slowest resubscription {worst_resubscribe:?}; A: {sa:?}; B: {sb:?}"
-        );
+        println!("{cuts} cuts; slowest resubscription {worst_resubscribe:?}; A: {sa:?}; B: {sb:?}");
         assert!(sa.resets - resets_before.0 >= cuts && sb.resets - resets_before.1 >= cuts);
         // Cutting the subscription never fails a store call.
         assert_eq!(rep.retryable_errors, 0);
@@ -450,9 +461,11 @@ mod sql_faults {
             .execute(&admin)
             .await;
         for host in ["%", "localhost"] {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP USER IF EXISTS '{t}'@'{host}'")))
-                .execute(&admin)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP USER IF EXISTS '{t}'@'{host}'"
+            )))
+            .execute(&admin)
+            .await;
         }
     }
 }

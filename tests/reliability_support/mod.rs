@@ -299,7 +299,14 @@ impl Report {
 
     /// Counts a failed call: retryable errors are allowed when `faults`.
     fn error(&mut self, op: &str, e: &Error, took: Duration, faults: bool) {
-        let retryable = matches!(e, Error::Timeout(_) | Error::Backend { retryable: true, .. });
+        let retryable = matches!(
+            e,
+            Error::Timeout(_)
+                | Error::Backend {
+                    retryable: true,
+                    ..
+                }
+        );
         if faults && retryable {
             self.retryable_errors += 1;
             self.slowest_error = self.slowest_error.max(took);
@@ -472,8 +479,9 @@ impl Workload {
             }
         }
         // Leave nothing behind (bounded retries while a fault may last).
+        let tries = if faults { 50 } else { 3 };
         for id in mine {
-            for _ in 0..50 {
+            for _ in 0..tries {
                 if store_ok(self.stores[0].delete(&id).await) {
                     break;
                 }
@@ -485,10 +493,9 @@ impl Workload {
 
     fn check_loaded(&self, rep: &mut Report, slot: &Slot, r: &Record, floor: u64) {
         match counter_of(r) {
-            Some(c) if c + 1 != r.version => rep.unexpected(format!(
-                "torn record: counter {c} at version {}",
-                r.version
-            )),
+            Some(c) if c + 1 != r.version => {
+                rep.unexpected(format!("torn record: counter {c} at version {}", r.version))
+            }
             Some(c) if c < floor => {
                 if self.stale_reads_ok {
                     rep.stale_reads += 1;
@@ -597,11 +604,17 @@ pub async fn verify(store: &dyn SessionStore, slots: &[Slot]) -> Verdict {
             }
             Some(c) if c < acked => {
                 v.lost_updates += 1;
-                note(&mut v, format!("{:?}: counter {c} < acked {acked}", slot.id));
+                note(
+                    &mut v,
+                    format!("{:?}: counter {c} < acked {acked}", slot.id),
+                );
             }
             Some(c) if c > acked + doubt => {
                 v.phantom += 1;
-                note(&mut v, format!("{:?}: counter {c} > {acked}+{doubt}", slot.id));
+                note(
+                    &mut v,
+                    format!("{:?}: counter {c} > {acked}+{doubt}", slot.id),
+                );
             }
             Some(c) => v.applied_in_doubt += c - acked,
         }
