@@ -273,96 +273,6 @@ mod redis_backend {
         );
     }
 
-    /// A test-only wrapper around the Redis channel for instances that live
-    /// in one process: `publish` returns only once every local subscriber
-    /// has taken the message (sent through Redis pub/sub) off its queue.
-    /// Cross-instance invalidation is asynchronous in production (a reader
-    /// on another instance may see the old state for the few milliseconds
-    /// the message takes); this makes "A's write returned, so B sees it"
-    /// hold exactly, which the testkit's final cross-check relies on.
-    struct Synced {
-        inner: RedisInvalidationChannel,
-        subscribers: std::sync::Mutex<Vec<Arc<Delivered>>>,
-    }
-
-    struct Delivered {
-        /// How many times each message was handed over to the cache.
-        seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, u64>>,
-        changed: tokio::sync::Notify,
-        out: tokio::sync::mpsc::Sender<sessionkit_core::ChannelEvent>,
-    }
-
-    impl Delivered {
-        fn count(&self, key: &[u8]) -> u64 {
-            self.seen.lock().unwrap().get(key).copied().unwrap_or(0)
-        }
-    }
-
-    #[sessionkit_core::async_trait]
-    impl InvalidationChannel for Synced {
-        async fn publish(
-            &self,
-            message: &sessionkit_core::InvalidationMessage,
-        ) -> sessionkit_core::Result<()> {
-            let key = message.encode();
-            let subscribers: Vec<_> = self.subscribers.lock().unwrap().clone();
-            let before: Vec<u64> = subscribers.iter().map(|s| s.count(&key)).collect();
-            self.inner.publish(message).await?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            for (sub, before) in subscribers.iter().zip(before) {
-                loop {
-                    let changed = sub.changed.notified();
-                    tokio::pin!(changed);
-                    changed.as_mut().enable();
-                    if sub.out.is_closed() || sub.count(&key) > before {
-                        break;
-                    }
-                    if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            tokio::task::yield_now().await;
-            Ok(())
-        }
-
-        async fn subscribe(
-            &self,
-        ) -> sessionkit_core::Result<tokio::sync::mpsc::Receiver<sessionkit_core::ChannelEvent>>
-        {
-            let mut from_redis = self.inner.subscribe().await?;
-            // One slot: once the next slot is free again, the cache has
-            // taken the previous event (and applies it in the same step).
-            let (out, rx) = tokio::sync::mpsc::channel(1);
-            let state = Arc::new(Delivered {
-                seen: Default::default(),
-                changed: tokio::sync::Notify::new(),
-                out,
-            });
-            self.subscribers.lock().unwrap().push(Arc::clone(&state));
-            tokio::spawn(async move {
-                while let Some(event) = from_redis.recv().await {
-                    let key = match &event {
-                        sessionkit_core::ChannelEvent::Message(m) => Some(m.encode()),
-                        sessionkit_core::ChannelEvent::Reset => None,
-                    };
-                    if state.out.send(event).await.is_err() {
-                        return;
-                    }
-                    match state.out.reserve().await {
-                        Ok(permit) => drop(permit),
-                        Err(_) => return,
-                    }
-                    if let Some(key) = key {
-                        *state.seen.lock().unwrap().entry(key).or_default() += 1;
-                    }
-                    state.changed.notify_waiters();
-                }
-            });
-            Ok(rx)
-        }
-    }
-
     /// The testkit's two-instance concurrency test (32 tasks x 50 manager
     /// updates, alternating instances) through two cached instances on one
     /// Redis, invalidating each other through Redis pub/sub.
@@ -379,12 +289,9 @@ mod redis_backend {
                     return;
                 }
             };
-            let channel = Synced {
-                inner: RedisInvalidationChannel::connect(&url, config.clone())
-                    .await
-                    .expect("connect the channel"),
-                subscribers: Default::default(),
-            };
+            let channel = RedisInvalidationChannel::connect(&url, config.clone())
+                .await
+                .expect("connect the channel");
             let cache = CachedStore::builder(store)
                 .channel(Arc::new(channel) as Arc<dyn InvalidationChannel>)
                 .build()
