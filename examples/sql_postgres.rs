@@ -42,7 +42,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         Ok(store) => store,
         Err(err) => {
-            eprintln!("cannot use PostgreSQL at {url}: {err} (set DATABASE_URL to point elsewhere)");
+            eprintln!(
+                "cannot use PostgreSQL at {url}: {err} (set DATABASE_URL to point elsewhere)"
+            );
             std::process::exit(2);
         }
     };
@@ -52,9 +54,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Leave nothing behind.
     if let Some(pool) = store.postgres_pool() {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS \"{table}\"")))
-            .execute(pool)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS \"{table}\""
+        )))
+        .execute(pool)
+        .await?;
         sqlx::query("DELETE FROM sessionkit_migrations WHERE table_name = $1")
             .bind(&table)
             .execute(pool)
@@ -84,7 +88,11 @@ async fn run(store: &SqlStore) -> Result<(), Box<dyn std::error::Error>> {
     let updated = sessions
         .update(&ticket, |cart| cart.items.push("apple".into()))
         .await?;
-    println!("cart after update: {:?} (version {})", updated.data().items, updated.version());
+    println!(
+        "cart after update: {:?} (version {})",
+        updated.data().items,
+        updated.version()
+    );
 
     // A save based on a stale copy is refused instead of losing a write.
     let mut stale = sessions.load(&ticket).await?.expect("live");
@@ -98,7 +106,10 @@ async fn run(store: &SqlStore) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Per-user listing and "log out everywhere" use the subject index.
-    println!("alice has {} live sessions", sessions.list_subject("alice").await?.len());
+    println!(
+        "alice has {} live sessions",
+        sessions.list_subject("alice").await?.len()
+    );
     let removed = sessions.destroy_subject("alice").await?;
     println!("logged alice out everywhere: {removed} sessions removed");
     assert!(sessions.load(laptop.ticket().as_str()).await?.is_none());

@@ -54,13 +54,20 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     // Create a session; the client keeps only the ticket (an opaque ID).
     let session = sessions.create(Some("alice"), Cart::default()).await?;
     let ticket = session.ticket().as_str().to_owned();
-    println!("created a session for alice (id {})", session.id().redacted());
+    println!(
+        "created a session for alice (id {})",
+        session.id().redacted()
+    );
 
     // Read-modify-write with compare-and-swap: update() retries on conflict.
     let updated = sessions
         .update(&ticket, |cart| cart.items.push("apple".into()))
         .await?;
-    println!("cart after update: {:?} (version {})", updated.data().items, updated.version());
+    println!(
+        "cart after update: {:?} (version {})",
+        updated.data().items,
+        updated.version()
+    );
 
     // A save based on a stale copy is refused instead of losing a write.
     let mut stale = sessions.load(&ticket).await?.expect("live");
@@ -83,7 +90,10 @@ async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     // Log out everywhere, then purge what has expired.
     let removed = sessions.destroy_subject("alice").await?;
     println!("logged alice out everywhere: {removed} session(s) removed");
-    println!("expired rows purged now: {}", reopened.delete_expired().await?);
+    println!(
+        "expired rows purged now: {}",
+        reopened.delete_expired().await?
+    );
 
     // The cleanup task of the first store stops on request.
     let _ = stop.send(());
