@@ -78,14 +78,18 @@ if [ "$mode" != report ]; then
   # Fresh results only: the report reads every estimate under $criterion_dir.
   rm -rf "$criterion_dir"
   start=$(date +%s)
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   cargo bench --no-fail-fast --features "$features" \
     --bench memory --bench redis --bench sql --bench jwt --bench footprint \
     -- --warm-up-time "$BENCH_WARM_UP" --measurement-time "$BENCH_MEASURE"
-  echo "bench: suite took $(( $(date +%s) - start )) s"
+  took=$(( $(date +%s) - start ))
+  load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "bench: suite took $took s (load average before: $load_before, after: $load_after)"
 
   # Machine and versions for the report.
   redis_version=$(redis-cli -u "$REDIS_URL" INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^redis_version://p' || true)
   pg_version=$(psql "$DATABASE_URL" -tAc 'SHOW server_version' 2>/dev/null || true)
+  LOAD_NOTE="suite took $took s; load average (1/5/15 min) before: $load_before, after: $load_after" \
   CRITERION_SETTINGS="warm-up ${BENCH_WARM_UP} s, measurement ${BENCH_MEASURE} s, 20 samples per benchmark" \
   REDIS_VERSION="$redis_version" PG_VERSION="$pg_version" python3 - "$env_json" <<'EOF'
 import json, os, platform, re, subprocess, sys, datetime, tomllib
@@ -124,6 +128,7 @@ env = {
     "rustc": sh("rustc", "-V"),
     "profile": "cargo bench (release, workspace defaults)",
     "criterion_settings": os.environ.get("CRITERION_SETTINGS", ""),
+    "load": os.environ.get("LOAD_NOTE", ""),
     "redis_server": os.environ.get("REDIS_VERSION") or "unknown",
     "postgres_server": os.environ.get("PG_VERSION") or "unknown (psql not found)",
     "sqlite": "bundled by libsqlite3-sys " + ", ".join(crates.get("libsqlite3-sys", [])),

@@ -229,7 +229,7 @@ def main():
     w("")
     w("## Machine and versions")
     w("")
-    for k in ("cpu", "nproc", "ram", "kernel", "rustc", "profile", "criterion_settings",
+    for k in ("cpu", "nproc", "ram", "kernel", "rustc", "profile", "criterion_settings", "load",
               "redis_server", "postgres_server", "sqlite"):
         if k in env:
             w(f"- **{k.replace('_', ' ')}**: {env[k]}")
