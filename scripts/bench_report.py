@@ -169,6 +169,10 @@ def svg_chart(rows, path: pathlib.Path):
     y = pad
     for title, rs in panels:
         out.append(f'<text x="10" y="{y + 14}" font-size="14" font-weight="bold">{html.escape(title)}</text>')
+        lx = label_w + plot_w - 250
+        for i, (c, t) in enumerate((("#2e9d4a", "target met"), ("#d0453a", "missed"), ("#8c8c8c", "no target"))):
+            out.append(f'<rect x="{lx + i * 90}" y="{y + 4}" width="10" height="10" fill="{c}"/>')
+            out.append(f'<text x="{lx + i * 90 + 14}" y="{y + 13}">{t}</text>')
         y += 30
         top = y
         for tick in (0.1, 0.25, 0.5, 1, 2, 4, 10):
