@@ -1,6 +1,8 @@
 //! [`RedisStore`]: the [`SessionStore`] over standalone Redis or Redis
 //! Cluster.
 
+#[cfg(feature = "cluster")]
+use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use sessionkit_core::{
 
 use crate::codec;
 use crate::config::RedisConfig;
+#[cfg(feature = "cluster")]
+use crate::conn::ClusterShared;
 use crate::conn::{Conn, bounded, map_err};
 use crate::keys::Keys;
 
@@ -33,16 +37,22 @@ if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {-2}
 /// new value, new expiry for PXAT. Returns {1, old subject tag} | {0} not
 /// found or expired | {-1} version mismatch | {-2} corrupted.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    // Only the 29-byte header (and the subject tag, when there is one) is
+    // read into Lua: the payload never crosses into the script.
     Script::new(&format!(
         r"
-local v = redis.call('GET', KEYS[1])
-if not v then return {{0}} end
+local v = redis.call('GETRANGE', KEYS[1], 0, 28)
+if #v == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {{0}} end
+  return {{-2}}
+end
 {HEADER_CHECK}
 local now = tonumber(ARGV[2])
 if struct.unpack('>i8', v, 19) <= now then return {{0}} end
 if string.sub(v, 3, 10) ~= ARGV[1] then return {{-1}} end
 local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-local tag = string.sub(v, 27, 29 + n)
+local tag = string.sub(v, 27, 29)
+if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
 if tonumber(ARGV[4]) <= now then
   redis.call('DEL', KEYS[1])
 else
@@ -56,19 +66,26 @@ return {{1, tag}}
 /// Moves the expiry. KEYS[1] session; ARGV: now, new expiry for PXAT, new
 /// expiry as 8 bytes BE. Returns {1, subject tag} | {0} | {-2}.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    // Rewrites the 8 expiry bytes in place (SETRANGE) and the key's expiry;
+    // the payload is neither read nor rewritten.
     Script::new(&format!(
         r"
-local v = redis.call('GET', KEYS[1])
-if not v then return {{0}} end
+local v = redis.call('GETRANGE', KEYS[1], 0, 28)
+if #v == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {{0}} end
+  return {{-2}}
+end
 {HEADER_CHECK}
 local now = tonumber(ARGV[1])
 if struct.unpack('>i8', v, 19) <= now then return {{0}} end
 local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-local tag = string.sub(v, 27, 29 + n)
+local tag = string.sub(v, 27, 29)
+if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
 if tonumber(ARGV[2]) <= now then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('SET', KEYS[1], string.sub(v, 1, 18) .. ARGV[3] .. string.sub(v, 27), 'PXAT', ARGV[2])
+  redis.call('SETRANGE', KEYS[1], 18, ARGV[3])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 end
 return {{1, tag}}
 "
@@ -242,7 +259,17 @@ impl RedisStore {
                 .map_err(|e| map_err(e, bound))
         })
         .await?;
-        Ok(Self::with_conn(Conn::Cluster(conn), keys, &config))
+        let shared = ClusterShared::new(
+            Some(client),
+            conn,
+            bound,
+            config.command_timeout.max(Duration::from_secs(1)),
+        );
+        Ok(Self::with_conn(
+            Conn::Cluster(Arc::new(shared)),
+            keys,
+            &config,
+        ))
     }
 
     /// Wraps an existing cluster connection (its own timeouts and retries
@@ -254,7 +281,17 @@ impl RedisStore {
         config: RedisConfig,
     ) -> Result<Self> {
         let keys = Keys::new(&config.prefix)?;
-        Ok(Self::with_conn(Conn::Cluster(conn), keys, &config))
+        let shared = ClusterShared::new(
+            None,
+            conn,
+            config.connect_timeout + config.command_timeout,
+            config.command_timeout.max(Duration::from_secs(1)),
+        );
+        Ok(Self::with_conn(
+            Conn::Cluster(Arc::new(shared)),
+            keys,
+            &config,
+        ))
     }
 
     /// Whether this store talks to a Redis Cluster.
@@ -285,6 +322,14 @@ impl RedisStore {
     /// expiry).
     pub fn subject_index_key(&self, subject: &str) -> String {
         self.keys.subject_index(subject)
+    }
+
+    /// Runs one store call within the command timeout, and lets the
+    /// connection note whether it timed out.
+    async fn bounded<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let result = bounded(self.timeout, fut).await;
+        self.conn.record(&result);
+        result
     }
 
     fn err(&self, e: redis::RedisError) -> Error {
@@ -595,7 +640,7 @@ impl SessionStore for RedisStore {
     async fn create(&self, record: &Record) -> Result<()> {
         check_subject(record)?;
         let value = codec::encode(record, record.version)?;
-        bounded(self.timeout, async {
+        self.bounded(async {
             let now = Timestamp::now();
             // The index entry is written first: a session that exists is
             // always in its subject's index.
@@ -627,7 +672,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
-        bounded(self.timeout, async {
+        self.bounded(async {
             let bytes: Option<Vec<u8>> = self
                 .query(redis::cmd("GET").arg(self.keys.session(id)))
                 .await?;
@@ -650,7 +695,7 @@ impl SessionStore for RedisStore {
             };
         };
         let value = codec::encode(record, new_version)?;
-        bounded(self.timeout, async {
+        self.bounded(async {
             let now = Timestamp::now();
             if let Some(subject) = &record.subject
                 && record.is_live(now)
@@ -687,7 +732,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
-        bounded(self.timeout, async {
+        self.bounded(async {
             let now = Timestamp::now();
             let mut conn = self.conn.clone();
             let reply: Value = TOUCH
@@ -719,7 +764,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool> {
-        bounded(self.timeout, async {
+        self.bounded(async {
             let now = Timestamp::now();
             let old: Option<Vec<u8>> = self
                 .query(redis::cmd("GETDEL").arg(self.keys.session(id)))
@@ -745,12 +790,12 @@ impl SessionStore for RedisStore {
 
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         validate_subject(subject)?;
-        bounded(self.timeout, self.list_subject_inner(subject)).await
+        self.bounded(self.list_subject_inner(subject)).await
     }
 
     async fn delete_subject(&self, subject: &str) -> Result<u64> {
         validate_subject(subject)?;
-        bounded(self.timeout, self.delete_subject_inner(subject)).await
+        self.bounded(self.delete_subject_inner(subject)).await
     }
 
     /// Redis expires keys by itself (`PXAT`): nothing to purge, returns 0.
