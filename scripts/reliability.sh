@@ -38,7 +38,7 @@ for part in "${parts[@]}"; do
   case "$part" in
     faults)  run reliability_faults --test-threads 1 ;;
     http)    run reliability_http ;;
-    cluster) run reliability_cluster --ignored --test-threads 1 ;;
+    cluster) run reliability_cluster --include-ignored --test-threads 1 ;;
     soak)    run reliability_soak --test-threads 1 ;;
     fuzz)    scripts/fuzz.sh ;;
     *) echo "unknown part: $part (faults http cluster soak fuzz)" >&2; exit 2 ;;

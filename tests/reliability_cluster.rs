@@ -4,13 +4,17 @@
 //! mixed workload, then a master killed and its replica promoted, with the
 //! same `RedisStore` throughout (never rebuilt).
 //!
-//! Known failure (reported, see docs/reliability.md "Findings"): the
-//! resharding test fails at present — after the slots move, every call of the
-//! cluster `RedisStore` ends in `Timeout` and the store never recovers.
+//! The redis crate's (1.x) async cluster connection can wedge during slot
+//! migration under load (every command then times out without reaching a
+//! server). The store replaces such a connection after a streak of timeouts
+//! (see docs/reliability.md "Findings"), so the resharding test allows
+//! `Timeout`s during the migration but requires the same store to answer
+//! afterwards, and no lost or torn session.
 //!
-//! Ignored by default (about a minute, and six servers): run by
-//! `scripts/reliability.sh`, or
-//! `cargo test --test reliability_cluster --all-features -- --ignored --nocapture`.
+//! The resharding test runs by default (about 25 s; skipped without
+//! `redis-server` on PATH); the failover test is ignored by default (about a
+//! minute): run both by `scripts/reliability.sh`, or
+//! `cargo test --test reliability_cluster --all-features -- --include-ignored --nocapture`.
 #![cfg(all(feature = "redis-cluster", feature = "memory"))]
 
 mod reliability_support;
@@ -217,13 +221,15 @@ async fn setup() -> Option<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "six redis-server processes: scripts/reliability.sh"]
 async fn cluster_reshard_and_rebalance_under_a_64_task_workload() {
     let Some((cluster, store, slots, probe)) = setup().await else {
         return;
     };
-    // 1. Resharding under load: zero errors of any kind expected.
-    let w = Workload::new(store.clone(), slots.clone(), 64);
+    // 1. Resharding under load. The redis crate's cluster connection may
+    // wedge while slots move; the store replaces it after a few timeouts in a
+    // row, so retryable errors (those timeouts) are allowed, nothing else.
+    let mut w = Workload::new(store.clone(), slots.clone(), 64);
+    w.faults = true;
     let stop = Arc::new(AtomicBool::new(false));
     let run = {
         let (w, stop) = (w.clone(), stop.clone());
@@ -270,7 +276,7 @@ async fn cluster_reshard_and_rebalance_under_a_64_task_workload() {
         reshard.2.contains("All 16384 slots covered")
     );
     println!(
-        "[reshard] ops {} ({:.0}/s), updates {}, conflicts {}, creates {}, deletes {}, errors {}, unexpected {}",
+        "[reshard] ops {} ({:.0}/s), updates {}, conflicts {}, creates {}, deletes {}, errors {} (slowest {:?}), unexpected {}",
         rep.ops,
         rep.ops_per_sec(),
         rep.updates,
@@ -278,6 +284,7 @@ async fn cluster_reshard_and_rebalance_under_a_64_task_workload() {
         rep.creates,
         rep.deletes,
         rep.retryable_errors,
+        rep.slowest_error,
         rep.unexpected
     );
     // Same store versus a freshly built one, on one session.
@@ -302,13 +309,17 @@ async fn cluster_reshard_and_rebalance_under_a_64_task_workload() {
         reshard.2
     );
     assert_eq!(rep.unexpected, 0, "{:#?}", rep.first_unexpected);
+    assert!(
+        matches!(same, Ok(true)),
+        "the same store does not answer after the reshard: {same:?}"
+    );
+    assert!(rep.slowest_error <= 2 * timeout() + Duration::from_secs(5));
     let v = verify(store.as_ref(), &slots).await;
     println!(
-        "[reshard] verified {}: missing {}, lost {}, phantom {}",
-        v.checked, v.missing, v.lost_updates, v.phantom
+        "[reshard] verified {}: acknowledged {}, missing {}, lost {}, phantom {}, in-doubt applied {}",
+        v.checked, v.acked_total, v.missing, v.lost_updates, v.phantom, v.applied_in_doubt
     );
     assert!(v.clean(), "{:#?}", v.first);
-    assert_eq!(v.applied_in_doubt, 0);
 
     probe.abort();
     drop(cluster);

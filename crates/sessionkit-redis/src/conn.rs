@@ -2,6 +2,8 @@
 //! redis errors to sessionkit errors.
 
 use std::future::Future;
+#[cfg(feature = "cluster")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -14,7 +16,19 @@ use sessionkit_core::Error;
 pub(crate) enum Conn {
     Standalone(ConnectionManager),
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster(Arc<ClusterShared>),
+}
+
+impl Conn {
+    /// Notes the outcome of one bounded store call: on a cluster, a streak of
+    /// timeouts replaces the cluster connection (see [`ClusterShared`]).
+    pub(crate) fn record<T>(&self, result: &Result<T, Error>) {
+        match self {
+            Conn::Standalone(_) => {}
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(shared) => shared.record(matches!(result, Err(Error::Timeout(_)))),
+        }
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -22,7 +36,10 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Standalone(c) => c.req_packed_command(cmd),
             #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(shared) => {
+                let mut c = shared.current();
+                Box::pin(async move { c.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -35,7 +52,10 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(shared) => {
+                let mut c = shared.current();
+                Box::pin(async move { c.req_packed_commands(pipeline, offset, count).await })
+            }
         }
     }
 
@@ -43,7 +63,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Standalone(c) => c.get_db(),
             #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(shared) => shared.current().get_db(),
         }
     }
 }
@@ -79,5 +99,128 @@ pub(crate) async fn bounded<T>(
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(Error::Timeout(timeout)),
+    }
+}
+
+/// How many store calls in a row must time out before the cluster connection
+/// is replaced.
+#[cfg(feature = "cluster")]
+pub(crate) const CLUSTER_TIMEOUT_STREAK: u32 = 3;
+
+/// The cluster connection of a store and what is needed to replace it.
+///
+/// The redis crate's async cluster connection (1.x) runs all requests of a
+/// connection through one driver task. After slot migrations under load that
+/// task can stop serving requests for good (most likely its slot-refresh
+/// future waits for the connection map's write lock, which in-flight requests
+/// it does not poll during the refresh hold or queue for), so every later
+/// command times out without reaching a server, while a new connection from
+/// the same client works at once. The
+/// store therefore counts store calls that end in [`Error::Timeout`] (any
+/// other outcome resets the count); after [`CLUSTER_TIMEOUT_STREAK`] in a
+/// row it builds a new connection from the client in the background and
+/// swaps it in (at most once per `min_interval`). Calls already running
+/// finish on the old connection, which is dropped with its last clone.
+#[cfg(feature = "cluster")]
+pub(crate) struct ClusterShared {
+    /// `None` for a store built from a caller's connection: never replaced.
+    client: Option<redis::cluster::ClusterClient>,
+    conn: std::sync::RwLock<redis::cluster_async::ClusterConnection>,
+    timeouts: std::sync::atomic::AtomicU32,
+    rebuilding: std::sync::atomic::AtomicBool,
+    last_rebuild: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The bound of one reconnection.
+    connect_bound: Duration,
+    /// The least time between two replacements.
+    min_interval: Duration,
+}
+
+#[cfg(feature = "cluster")]
+impl ClusterShared {
+    pub(crate) fn new(
+        client: Option<redis::cluster::ClusterClient>,
+        conn: redis::cluster_async::ClusterConnection,
+        connect_bound: Duration,
+        min_interval: Duration,
+    ) -> Self {
+        ClusterShared {
+            client,
+            conn: std::sync::RwLock::new(conn),
+            timeouts: Default::default(),
+            rebuilding: Default::default(),
+            last_rebuild: std::sync::Mutex::new(None),
+            connect_bound,
+            min_interval,
+        }
+    }
+
+    /// A handle on the current connection (cheap: a channel sender).
+    pub(crate) fn current(&self) -> redis::cluster_async::ClusterConnection {
+        self.conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(self: &Arc<Self>, timed_out: bool) {
+        use std::sync::atomic::Ordering;
+        if !timed_out {
+            self.timeouts.store(0, Ordering::Relaxed);
+            return;
+        }
+        let streak = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < CLUSTER_TIMEOUT_STREAK || self.client.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        {
+            let last = self
+                .last_rebuild
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < self.min_interval) {
+                self.rebuilding.store(false, Ordering::Release);
+                return;
+            }
+        }
+        let shared = Arc::clone(self);
+        runtime.spawn(async move {
+            shared.rebuild(streak).await;
+            shared.rebuilding.store(false, Ordering::Release);
+        });
+    }
+
+    async fn rebuild(&self, streak: u32) {
+        let Some(client) = &self.client else { return };
+        tracing::warn!(
+            timeouts_in_a_row = streak,
+            "redis cluster connection stopped answering; building a new one"
+        );
+        let result = tokio::time::timeout(self.connect_bound, client.get_async_connection()).await;
+        *self
+            .last_rebuild
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+        match result {
+            Ok(Ok(conn)) => {
+                *self
+                    .conn
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+                self.timeouts.store(0, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!("redis cluster connection replaced");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not build a new redis cluster connection; will retry after more timeouts");
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.connect_bound, "building a new redis cluster connection timed out; will retry after more timeouts");
+            }
+        }
     }
 }

@@ -133,6 +133,28 @@
 //! unknown; a CAS retry belongs to `SessionManager::update`); the connection
 //! manager reconnects in the background, so the same store works again once
 //! the server is back.
+//!
+//! On a cluster, the redis crate's (1.x) async cluster connection follows
+//! `MOVED`/`ASK`, refreshes its slot map and retries by itself
+//! ([`RedisConfig::reconnect_attempts`] retries a request, with a response
+//! timeout of [`RedisConfig::command_timeout`]). Under load during a slot
+//! migration (`redis-cli --cluster reshard`/`rebalance`) that connection can
+//! wedge for good, so every later command times out without reaching a
+//! server (most likely its single driver task waits, in a slot refresh, for
+//! its connection map's write lock, which requests it stops polling during
+//! the refresh hold or queue for). The command timeout does not matter (seen
+//! with 1 s and 10 s) and we found no client setting that prevents it. A
+//! store built with
+//! [`RedisStore::cluster`] therefore replaces its cluster connection: after
+//! 3 store calls in a row end in `Error::Timeout` (any other outcome resets
+//! the count), it builds a new connection from its `ClusterClient` in the
+//! background (bounded by `connect_timeout + command_timeout`, at most once
+//! per `max(command_timeout, 1 s)`), swaps it in and logs a warning; calls
+//! already running finish on the old one. A wedge thus costs about one
+//! command timeout of `Error::Timeout` for the calls in flight, then the same
+//! store works again. A store built with
+//! [`RedisStore::from_cluster_connection`] has no client and is never
+//! rebuilt. Standalone stores are unaffected.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

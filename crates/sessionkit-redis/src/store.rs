@@ -231,7 +231,10 @@ impl RedisStore {
 
     /// Connects to a Redis Cluster given some of its nodes
     /// (`redis://host:port` each); the client discovers the rest and follows
-    /// slot migrations and failovers.
+    /// slot migrations and failovers. If the cluster connection stops
+    /// answering (3 store calls in a row time out), the store builds a new
+    /// one from the same client and swaps it in (see "Timeouts and retries"
+    /// in the [crate documentation](crate)).
     #[cfg(feature = "cluster")]
     pub async fn cluster<I, S>(nodes: I, config: RedisConfig) -> Result<Self>
     where
@@ -274,7 +277,8 @@ impl RedisStore {
 
     /// Wraps an existing cluster connection (its own timeouts and retries
     /// apply to each command; `config` gives the prefix and the overall
-    /// bound of each call).
+    /// bound of each call). Without the client, the store cannot replace a
+    /// wedged connection: prefer [`RedisStore::cluster`].
     #[cfg(feature = "cluster")]
     pub fn from_cluster_connection(
         conn: redis::cluster_async::ClusterConnection,
