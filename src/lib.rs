@@ -4,7 +4,7 @@
 //! for both architectures:
 //!
 //! - **stateful**: the client holds an opaque, unguessable ID; the session
-//!   lives in a server-side store ([memory](memory), [Redis](redis),
+//!   lives in a server-side store ([memory], [Redis](redis),
 //!   [SQL](sql)). Sessions can be large, are invalidated the moment you
 //!   delete them, and survive restarts of the application.
 //! - **stateless**: the client holds a signed token ([JWT](jwt)) carrying the
