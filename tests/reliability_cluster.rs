@@ -221,6 +221,7 @@ async fn setup() -> Option<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "six redis-server processes and a live reshard (about 25 s): scripts/reliability.sh"]
 async fn cluster_reshard_and_rebalance_under_a_64_task_workload() {
     let Some((cluster, store, slots, probe)) = setup().await else {
         return;
