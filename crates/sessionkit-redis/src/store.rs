@@ -33,26 +33,37 @@ const HEADER_CHECK: &str = r"
 if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {-2} end
 ";
 
+/// Reads only the 29-byte header of KEYS[1] into `v` (returning {0} when the
+/// key is absent and {-2} when it is not a session value): the payload never
+/// crosses into Lua.
+const READ_HEADER: &str = r"
+local v = redis.call('GETRANGE', KEYS[1], 0, 28)
+if #v == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+  return {-2}
+end
+if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {-2} end
+";
+
+/// Sets `tag` to the subject tag (flags, length, subject) of KEYS[1], whose
+/// header is in `v`; reads the subject bytes only when there is a subject.
+const READ_SUBJECT_TAG: &str = r"
+local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+local tag = string.sub(v, 27, 29)
+if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
+";
+
 /// CAS write. KEYS[1] session; ARGV: expected version (8 bytes BE), now,
 /// new value, new expiry for PXAT. Returns {1, old subject tag} | {0} not
 /// found or expired | {-1} version mismatch | {-2} corrupted.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    // Only the 29-byte header (and the subject tag, when there is one) is
-    // read into Lua: the payload never crosses into the script.
     Script::new(&format!(
         r"
-local v = redis.call('GETRANGE', KEYS[1], 0, 28)
-if #v == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {{0}} end
-  return {{-2}}
-end
-{HEADER_CHECK}
+{READ_HEADER}
 local now = tonumber(ARGV[2])
 if struct.unpack('>i8', v, 19) <= now then return {{0}} end
 if string.sub(v, 3, 10) ~= ARGV[1] then return {{-1}} end
-local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-local tag = string.sub(v, 27, 29)
-if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
+{READ_SUBJECT_TAG}
 if tonumber(ARGV[4]) <= now then
   redis.call('DEL', KEYS[1])
 else
@@ -70,17 +81,10 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     // the payload is neither read nor rewritten.
     Script::new(&format!(
         r"
-local v = redis.call('GETRANGE', KEYS[1], 0, 28)
-if #v == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {{0}} end
-  return {{-2}}
-end
-{HEADER_CHECK}
+{READ_HEADER}
 local now = tonumber(ARGV[1])
 if struct.unpack('>i8', v, 19) <= now then return {{0}} end
-local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-local tag = string.sub(v, 27, 29)
-if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
+{READ_SUBJECT_TAG}
 if tonumber(ARGV[2]) <= now then
   redis.call('DEL', KEYS[1])
 else
