@@ -1,14 +1,17 @@
-//! SQL: `SqlStore` on SQLite (a file) and PostgreSQL beside raw sqlx running
-//! the same statements (`SqlStore::sql`) on the same table through the same
-//! pool, and tower-sessions' `PostgresStore` (sqlx 0.8; its SQLite store
-//! cannot link beside sqlx 0.9); PostgreSQL also at concurrency 64; SQLite
-//! load latency with N live rows (`SESSIONKIT_BENCH_SCALE`); and the cost of
-//! `delete_expired` as expired rows grow with live rows fixed
-//! (`SESSIONKIT_BENCH_EXPIRED`, `SESSIONKIT_BENCH_LIVE`).
+//! SQL: `SqlStore` on SQLite (a file), PostgreSQL and MariaDB (MySQL) beside
+//! raw sqlx running the same statements (`SqlStore::sql`) on the same table
+//! through the same pool, and tower-sessions' `PostgresStore` / `MySqlStore`
+//! (sqlx 0.8; its SQLite store cannot link beside sqlx 0.9); PostgreSQL and
+//! MariaDB also at concurrency 64; SQLite load latency with N live rows
+//! (`SESSIONKIT_BENCH_SCALE`); and the cost of `delete_expired` as expired
+//! rows grow with live rows fixed (`SESSIONKIT_BENCH_EXPIRED`,
+//! `SESSIONKIT_BENCH_LIVE`).
 //!
 //! PostgreSQL is `DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`); without it those groups print
-//! `SKIPPED`. Every table is created for the run and dropped after it.
+//! `postgres://postgres@127.0.0.1:5432/test`), MariaDB `MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306/test`; its groups need the `mysql` feature);
+//! a server that does not answer makes its groups print `SKIPPED`. Every
+//! table is created for the run and dropped after it.
 
 mod common;
 
@@ -45,9 +48,11 @@ impl Stmts {
     }
 }
 
-/// Raw sqlx: the store's own statements with plain binds.
+/// Raw sqlx: the store's own statements with plain binds. `$reclaim`: the
+/// create statement ends with `expires_at <= ?` (the upsert of SQLite and
+/// PostgreSQL; MySQL's is a plain insert).
 macro_rules! raw_sql {
-    ($name:ident, $pool:ty) => {
+    ($name:ident, $pool:ty, $reclaim:expr) => {
         struct $name {
             pool: $pool,
             q: Stmts,
@@ -60,17 +65,17 @@ macro_rules! raw_sql {
                 let id = SessionId::generate();
                 let now = Timestamp::now();
                 let created = now.as_millis();
-                let r = sqlx::query(self.q.create)
+                let mut q = sqlx::query(self.q.create)
                     .bind(id.as_str())
                     .bind(None::<&str>)
                     .bind(common::encode(data))
                     .bind(1i64)
                     .bind(created)
-                    .bind((now + common::IDLE).as_millis())
-                    .bind(created)
-                    .execute(&self.pool)
-                    .await
-                    .expect("raw insert");
+                    .bind((now + common::IDLE).as_millis());
+                if $reclaim {
+                    q = q.bind(created);
+                }
+                let r = q.execute(&self.pool).await.expect("raw insert");
                 assert_eq!(r.rows_affected(), 1);
                 (id, 1, created, data.clone())
             }
@@ -114,8 +119,10 @@ macro_rules! raw_sql {
     };
 }
 
-raw_sql!(RawSqlite, sqlx::SqlitePool);
-raw_sql!(RawPg, sqlx::PgPool);
+raw_sql!(RawSqlite, sqlx::SqlitePool, true);
+raw_sql!(RawPg, sqlx::PgPool, true);
+#[cfg(feature = "mysql")]
+raw_sql!(RawMy, sqlx::MySqlPool, false);
 
 fn sqlite_url(tag: &str) -> String {
     let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
@@ -126,6 +133,11 @@ fn sqlite_url(tag: &str) -> String {
 
 fn pg_url() -> String {
     common::env_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_url() -> String {
+    common::env_url("MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 }
 
 async fn sqlite_store(url: &str, table: &str) -> sessionkit::Result<SqlStore> {
@@ -145,27 +157,65 @@ async fn pg_store(table: &str) -> sessionkit::Result<SqlStore> {
         .await
 }
 
+#[cfg(feature = "mysql")]
+async fn mysql_store(table: &str) -> sessionkit::Result<SqlStore> {
+    SqlStore::builder()
+        .table(table)
+        .max_connections(16)
+        .connect(&mysql_url())
+        .await
+}
+
 fn ops(c: &mut Criterion) {
     let rt = common::runtime();
     let payloads = Payload::both();
     let tag = common::run_tag();
+    ops_sqlite(c, &rt, &payloads, &tag);
+    ops_postgres(c, &rt, &payloads, &tag);
+    #[cfg(feature = "mysql")]
+    ops_mysql(c, &rt, &payloads, &tag);
+}
 
-    // SQLite (a file in the target dir).
-    let url = sqlite_url(&tag);
-    if let Some(store) = common::probe(&rt, "sqlite", sqlite_store(&url, "skb_ops")) {
+/// SQLite (a file in the target dir).
+fn ops_sqlite(c: &mut Criterion, rt: &Runtime, payloads: &[Payload], tag: &str) {
+    let url = sqlite_url(tag);
+    if let Some(store) = common::probe(rt, "sqlite", sqlite_store(&url, "skb_ops")) {
         let raw = Arc::new(RawSqlite {
             pool: store.sqlite_pool().expect("sqlite pool").clone(),
             q: Stmts::of(&store),
         });
         let sk = Sk::new(store);
-        common::bench_ops(c, &rt, "sqlite", "sessionkit", &sk, &payloads, &Op::ALL);
-        common::bench_ops(c, &rt, "sqlite", "raw", &raw, &payloads, &Op::ALL);
+        common::bench_ops(c, rt, "sqlite", "sessionkit", &sk, payloads, &Op::ALL);
+        common::bench_ops(c, rt, "sqlite", "raw", &raw, payloads, &Op::ALL);
     }
     remove_sqlite(&url);
+}
 
-    // PostgreSQL.
+/// sessionkit, raw sqlx and a tower-sessions store on one server: every
+/// operation, then load and save at `SESSIONKIT_BENCH_TASKS` (64) tasks.
+fn ops_server<R: Ops, T: Ops>(
+    c: &mut Criterion,
+    rt: &Runtime,
+    backend: &str,
+    payloads: &[Payload],
+    sk: &Arc<Sk>,
+    raw: &Arc<R>,
+    tower: &Arc<T>,
+) {
+    common::bench_ops(c, rt, backend, "sessionkit", sk, payloads, &Op::ALL);
+    common::bench_ops(c, rt, backend, "raw", raw, payloads, &Op::ALL);
+    common::bench_ops(c, rt, backend, "tower-sessions", tower, payloads, &Op::ALL);
+
+    let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
+    common::bench_concurrent(c, rt, backend, "sessionkit", sk, payloads, tasks);
+    common::bench_concurrent(c, rt, backend, "raw", raw, payloads, tasks);
+    common::bench_concurrent(c, rt, backend, "tower-sessions", tower, payloads, tasks);
+}
+
+/// PostgreSQL: `SqlStore`, raw sqlx and tower-sessions' `PostgresStore`.
+fn ops_postgres(c: &mut Criterion, rt: &Runtime, payloads: &[Payload], tag: &str) {
     let table = format!("skb_{tag}");
-    let Some(store) = common::probe(&rt, "postgres", pg_store(&table)) else {
+    let Some(store) = common::probe(rt, "postgres", pg_store(&table)) else {
         return;
     };
     let pool = store.postgres_pool().expect("pg pool").clone();
@@ -174,8 +224,6 @@ fn ops(c: &mut Criterion) {
         q: Stmts::of(&store),
     });
     let sk = Sk::new(store);
-    common::bench_ops(c, &rt, "postgres", "sessionkit", &sk, &payloads, &Op::ALL);
-    common::bench_ops(c, &rt, "postgres", "raw", &raw, &payloads, &Op::ALL);
     let tower_table = format!("tsb_{tag}");
     let tower = rt.block_on(async {
         use tower_sessions_sqlx_store::sqlx as sqlx08;
@@ -190,33 +238,56 @@ fn ops(c: &mut Criterion) {
         store.migrate().await.expect("tower migrate");
         Arc::new(Tower14(store))
     });
-    common::bench_ops(
-        c,
-        &rt,
-        "postgres",
-        "tower-sessions",
-        &tower,
-        &payloads,
-        &Op::ALL,
-    );
-
-    let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
-    common::bench_concurrent(c, &rt, "postgres", "sessionkit", &sk, &payloads, tasks);
-    common::bench_concurrent(c, &rt, "postgres", "raw", &raw, &payloads, tasks);
-    common::bench_concurrent(
-        c,
-        &rt,
-        "postgres",
-        "tower-sessions",
-        &tower,
-        &payloads,
-        tasks,
-    );
+    ops_server(c, rt, "postgres", payloads, &sk, &raw, &tower);
 
     rt.block_on(async {
         for t in [
             format!("\"{table}\""),
             format!("\"tower_sessions\".\"{tower_table}\""),
+        ] {
+            let sql = format!("DROP TABLE IF EXISTS {t}");
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    });
+}
+
+/// MariaDB (MySQL): `SqlStore`, raw sqlx and tower-sessions' `MySqlStore`
+/// (its table goes to the `tower_sessions` database, which its `migrate`
+/// creates).
+#[cfg(feature = "mysql")]
+fn ops_mysql(c: &mut Criterion, rt: &Runtime, payloads: &[Payload], tag: &str) {
+    let table = format!("skb_{tag}");
+    let Some(store) = common::probe(rt, "mysql", mysql_store(&table)) else {
+        return;
+    };
+    let pool = store.mysql_pool().expect("mysql pool").clone();
+    let raw = Arc::new(RawMy {
+        pool: pool.clone(),
+        q: Stmts::of(&store),
+    });
+    let sk = Sk::new(store);
+    let tower_table = format!("tsb_{tag}");
+    let tower = rt.block_on(async {
+        use tower_sessions_sqlx_store::sqlx as sqlx08;
+        let pool = sqlx08::mysql::MySqlPoolOptions::new()
+            .max_connections(16)
+            .connect(&mysql_url())
+            .await
+            .expect("sqlx 0.8 pool");
+        let store = tower_sessions_sqlx_store::MySqlStore::new(pool)
+            .with_table_name(&tower_table)
+            .expect("table name");
+        store.migrate().await.expect("tower migrate");
+        Arc::new(Tower14(store))
+    });
+    ops_server(c, rt, "mysql", payloads, &sk, &raw, &tower);
+
+    rt.block_on(async {
+        for t in [
+            format!("`{table}`"),
+            format!("`tower_sessions`.`{tower_table}`"),
         ] {
             let sql = format!("DROP TABLE IF EXISTS {t}");
             if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await {

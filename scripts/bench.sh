@@ -8,7 +8,8 @@
 #
 # Servers: a private redis-server is started on a free loopback port for the
 # run (unless REDIS_URL is set); PostgreSQL is DATABASE_URL (default
-# postgres://postgres@127.0.0.1:5432/test). A missing server makes its
+# postgres://postgres@127.0.0.1:5432/test), MariaDB / MySQL is MYSQL_URL
+# (default mysql://root@127.0.0.1:3306/test). A missing server makes its
 # groups print SKIPPED and leaves them out of the report.
 #
 # Environment knobs (defaults of the full run):
@@ -31,8 +32,9 @@ esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 criterion_dir="$CARGO_TARGET_DIR/criterion"
 env_json="$CARGO_TARGET_DIR/sessionkit-bench-env.json"
-features="memory,redis,sqlite,postgres,jwt"
+features="memory,redis,sqlite,postgres,mysql,jwt"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export MYSQL_URL="${MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 
 if [ "$mode" = quick ]; then
   : "${SESSIONKIT_BENCH_SCALE:=1000,10000}"
@@ -89,9 +91,27 @@ if [ "$mode" != report ]; then
   # Machine and versions for the report.
   redis_version=$(redis-cli -u "$REDIS_URL" INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^redis_version://p' || true)
   pg_version=$(psql "$DATABASE_URL" -tAc 'SHOW server_version' 2>/dev/null || true)
+  # The mariadb client takes no URL: MYSQL_URL is split into its options.
+  mysql_version=$(python3 - "$MYSQL_URL" 2>/dev/null <<'MYSQLV' || true
+import os, shutil, subprocess, sys
+from urllib.parse import unquote, urlsplit
+u = urlsplit(sys.argv[1])
+client = shutil.which("mariadb") or shutil.which("mysql")
+if client:
+    cmd = [client, "-N", "-B", "-h", u.hostname or "127.0.0.1", "-P", str(u.port or 3306),
+           "-u", unquote(u.username or "root")]
+    if u.path.strip("/"):
+        cmd.append(unquote(u.path.strip("/")))
+    env = dict(os.environ, MYSQL_PWD=unquote(u.password)) if u.password else None
+    out = subprocess.run(cmd + ["-e", "SELECT VERSION()"], capture_output=True, text=True,
+                         timeout=10, env=env)
+    print(out.stdout.strip() if out.returncode == 0 else "")
+MYSQLV
+)
   LOAD_NOTE="suite took $took s; load average (1/5/15 min) before: $load_before, after: $load_after" \
   CRITERION_SETTINGS="warm-up ${BENCH_WARM_UP} s, measurement ${BENCH_MEASURE} s, 20 samples per benchmark" \
-  REDIS_VERSION="$redis_version" PG_VERSION="$pg_version" python3 - "$env_json" <<'EOF'
+  REDIS_VERSION="$redis_version" PG_VERSION="$pg_version" MYSQL_VERSION="$mysql_version" \
+  python3 - "$env_json" <<'EOF'
 import json, os, platform, re, subprocess, sys, datetime, tomllib
 
 def sh(*cmd):
@@ -131,6 +151,7 @@ env = {
     "load": os.environ.get("LOAD_NOTE", ""),
     "redis_server": os.environ.get("REDIS_VERSION") or "unknown",
     "postgres_server": os.environ.get("PG_VERSION") or "unknown (psql not found)",
+    "mariadb_server": os.environ.get("MYSQL_VERSION") or "unknown (no answer from the mariadb client)",
     "sqlite": "bundled by libsqlite3-sys " + ", ".join(crates.get("libsqlite3-sys", [])),
     "crates": {k: " / ".join(sorted(set(v))) for k, v in crates.items()},
     "note": "The machine is shared (2 cores, other builds may run at the same time): "

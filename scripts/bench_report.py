@@ -30,6 +30,7 @@ RAW_TARGETS = {
     "redis": ("time", 1.10),
     "sqlite": ("time", 1.15),
     "postgres": ("time", 1.15),
+    "mysql": ("time", 1.15),
     "cache": ("time", 1.50),
     "cached_redis": ("time", 1.50),
     "jwt/encode": ("time", 1.05),
@@ -107,7 +108,7 @@ def verdict(kind_limit, time_ratio):
 
 
 def group_order(g: str):
-    order = ["memory", "cache", "redis", "cached_redis", "sqlite", "postgres", "jwt"]
+    order = ["memory", "cache", "redis", "cached_redis", "sqlite", "postgres", "mysql", "jwt"]
     backend, _, op = g.partition("/")
     ops = ["create", "load", "save", "delete", "load_c64", "save_c64",
            "encode", "verify", "verify_revocation"]
@@ -234,7 +235,7 @@ def main():
     w("## Machine and versions")
     w("")
     for k in ("cpu", "nproc", "ram", "kernel", "rustc", "profile", "criterion_settings", "load",
-              "redis_server", "postgres_server", "sqlite"):
+              "redis_server", "postgres_server", "mariadb_server", "sqlite"):
         if k in env:
             w(f"- **{k.replace('_', ' ')}**: {env[k]}")
     if env.get("crates"):
@@ -258,7 +259,8 @@ def main():
       "on the same table through the same pool; moka `get` + decode / encode + `insert`; "
       "jsonwebtoken `encode` / `decode` with the same HS256 key, `kid` header and claims.")
     w("- **tower-sessions**: its stores' `SessionStore` (`MemoryStore` 0.15; `MokaStore`, "
-      "`RedisStore` (fred), `PostgresStore` (sqlx 0.8) and `CachingSessionStore` on "
+      "`RedisStore` (fred), `PostgresStore` (sqlx 0.8), `MySqlStore` (sqlx 0.8) and "
+      "`CachingSessionStore` on "
       "tower-sessions-core 0.14, which their latest releases use), with the struct stored as a "
       "`serde_json::Value` under one key, as `Session::insert` / `Session::get` do. Its SQLite "
       "store cannot be linked beside sqlx 0.9 (libsqlite3-sys links once), so SQLite has no "
