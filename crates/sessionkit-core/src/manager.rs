@@ -833,7 +833,7 @@ impl<T: SessionData> SessionManager<T> {
     ) -> Result<()> {
         let c = &self.inner.config;
         let data = serde_json::to_value(&session.data).map_err(Error::encode)?;
-        let size = serde_json::to_vec(&data).map_err(Error::encode)?.len();
+        let size = json_len(&data)?;
         if size > c.max_payload {
             return Err(Error::TooLarge {
                 size,
@@ -866,9 +866,42 @@ impl<T: SessionData> SessionManager<T> {
     }
 }
 
+/// The length of `value` serialized as JSON, counted without building it.
+fn json_len(value: &serde_json::Value) -> Result<usize> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_err(Error::encode)?;
+    Ok(count.0)
+}
+
 /// Full-jitter exponential backoff: up to 1 ms × 2^attempt, capped at 100 ms.
 async fn backoff(attempt: u32) {
     let cap_us = (1_000u64 << attempt.min(7)).min(100_000);
     let wait = rand::rng().random_range(0..=cap_us);
     tokio::time::sleep(Duration::from_micros(wait)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_len;
+
+    #[test]
+    fn json_len_matches_the_serialized_length() {
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!({"user": "ü\"\\\n", "n": [1, 2.5, -3], "deep": {"a": {"b": []}}}),
+            serde_json::json!("x".repeat(5000)),
+        ] {
+            assert_eq!(json_len(&v).unwrap(), serde_json::to_vec(&v).unwrap().len());
+        }
+    }
 }

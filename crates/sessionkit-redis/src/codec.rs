@@ -31,25 +31,70 @@ const FLAG_SUBJECT: u8 = 1;
 /// Encodes `record` with `version` (which may differ from `record.version`:
 /// a save stores `record.version + 1`).
 pub(crate) fn encode(record: &Record, version: u64) -> Result<Vec<u8>> {
+    let e = encoded(record, version)?;
+    let mut out = Vec::with_capacity(e.len());
+    out.extend_from_slice(&e.header());
+    out.extend_from_slice(e.subject.as_bytes());
+    out.extend_from_slice(&record.payload);
+    Ok(out)
+}
+
+/// A record encoded straight into a command's argument buffer (no
+/// intermediate copy of the payload): what [`encode`] returns, as a redis
+/// argument. Built by [`encoded`], which checks the subject first.
+pub(crate) struct Encoded<'a> {
+    record: &'a Record,
+    subject: &'a str,
+    version: u64,
+}
+
+/// Checks `record` and returns its encoding with `version`, as a redis
+/// argument.
+pub(crate) fn encoded(record: &Record, version: u64) -> Result<Encoded<'_>> {
     let subject = record.subject.as_deref().unwrap_or("");
     if subject.len() > MAX_SUBJECT_LEN {
         return Err(Error::InvalidSubject);
     }
-    let mut out = Vec::with_capacity(HEADER_LEN + subject.len() + record.payload.len());
-    out.push(MAGIC);
-    out.push(FORMAT);
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&record.created_at.as_millis().to_be_bytes());
-    out.extend_from_slice(&record.expires_at.as_millis().to_be_bytes());
-    out.push(if record.subject.is_some() {
-        FLAG_SUBJECT
-    } else {
-        0
-    });
-    out.extend_from_slice(&(subject.len() as u16).to_be_bytes());
-    out.extend_from_slice(subject.as_bytes());
-    out.extend_from_slice(&record.payload);
-    Ok(out)
+    Ok(Encoded {
+        record,
+        subject,
+        version,
+    })
+}
+
+impl Encoded<'_> {
+    fn header(&self) -> [u8; HEADER_LEN] {
+        let r = self.record;
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = MAGIC;
+        h[1] = FORMAT;
+        h[2..10].copy_from_slice(&self.version.to_be_bytes());
+        h[10..18].copy_from_slice(&r.created_at.as_millis().to_be_bytes());
+        h[18..26].copy_from_slice(&r.expires_at.as_millis().to_be_bytes());
+        h[26] = if r.subject.is_some() { FLAG_SUBJECT } else { 0 };
+        h[27..29].copy_from_slice(&(self.subject.len() as u16).to_be_bytes());
+        h
+    }
+
+    /// The encoded length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        HEADER_LEN + self.subject.len() + self.record.payload.len()
+    }
+}
+
+impl redis::ToRedisArgs for Encoded<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        use std::io::Write as _;
+        out.reserve_space_for_args([self.len()]);
+        let mut w = out.writer_for_next_arg();
+        // Writes into a growable in-memory buffer cannot fail.
+        let _ = w.write_all(&self.header());
+        let _ = w.write_all(self.subject.as_bytes());
+        let _ = w.write_all(&self.record.payload);
+    }
 }
 
 /// The subject part as the scripts see it: flags, length and subject bytes
@@ -112,6 +157,22 @@ fn be_u64(bytes: &[u8], at: usize) -> Result<u64> {
 
 /// Decodes a stored value. Never panics.
 pub(crate) fn decode(id: SessionId, bytes: &[u8]) -> Result<Record> {
+    let (mut record, start) = decode_header(id, bytes)?;
+    record.payload = Bytes::copy_from_slice(&bytes[start..]);
+    Ok(record)
+}
+
+/// [`decode`] taking the value by ownership: the payload is a view into it,
+/// not a copy.
+pub(crate) fn decode_owned(id: SessionId, bytes: Vec<u8>) -> Result<Record> {
+    let (mut record, start) = decode_header(id, &bytes)?;
+    record.payload = Bytes::from(bytes).slice(start..);
+    Ok(record)
+}
+
+/// Decodes everything but the payload, and returns where the payload
+/// starts.
+fn decode_header(id: SessionId, bytes: &[u8]) -> Result<(Record, usize)> {
     if bytes.len() < HEADER_LEN {
         return Err(corrupt("shorter than the header"));
     }
@@ -122,14 +183,18 @@ pub(crate) fn decode(id: SessionId, bytes: &[u8]) -> Result<Record> {
     let created_at = Timestamp::from_millis(be_u64(bytes, 10)? as i64);
     let expires_at = Timestamp::from_millis(be_u64(bytes, 18)? as i64);
     let (subject, payload) = split_subject(&bytes[26..])?;
-    Ok(Record {
-        id,
-        subject,
-        payload: Bytes::copy_from_slice(payload),
-        version,
-        created_at,
-        expires_at,
-    })
+    let start = bytes.len() - payload.len();
+    Ok((
+        Record {
+            id,
+            subject,
+            payload: Bytes::new(),
+            version,
+            created_at,
+            expires_at,
+        },
+        start,
+    ))
 }
 
 #[cfg(test)]
@@ -154,6 +219,9 @@ mod tests {
             let r = sample(subject);
             let bytes = encode(&r, r.version).unwrap();
             assert_eq!(decode(r.id, &bytes).unwrap(), r);
+            assert_eq!(decode_owned(r.id, bytes.clone()).unwrap(), r);
+            let args = redis::ToRedisArgs::to_redis_args(&encoded(&r, r.version).unwrap());
+            assert_eq!(args, vec![bytes.clone()]);
             let tag = subject_tag(subject);
             assert_eq!(&bytes[26..26 + tag.len()], &tag[..]);
             assert_eq!(parse_subject_tag(&tag).unwrap(), subject.map(str::to_owned));
@@ -177,6 +245,7 @@ mod tests {
         // Every truncation.
         for n in 0..good.len() {
             let _ = decode(r.id, &good[..n]);
+            let _ = decode_owned(r.id, good[..n].to_vec());
         }
         // Every single-byte corruption of the header and subject.
         for i in 0..(HEADER_LEN + 5) {

@@ -50,6 +50,15 @@ impl Keys {
         format!("{}:s:{{{}}}", self.prefix, id.as_str())
     }
 
+    /// [`Keys::session`] as a redis argument, written straight into the
+    /// command buffer.
+    pub(crate) fn session_arg<'a>(&'a self, id: &'a SessionId) -> SessionKey<'a> {
+        SessionKey {
+            prefix: &self.prefix,
+            id,
+        }
+    }
+
     /// `{prefix}:u:{<hex>}`: the sorted set of a subject's session IDs,
     /// scored by expiry. `<hex>` is the first 128 bits of SHA-256 of the
     /// subject, so any subject (spaces, `*`, braces, non-ASCII…) yields a
@@ -61,6 +70,27 @@ impl Keys {
     /// The pub/sub channel of the invalidation channel.
     pub(crate) fn channel(&self) -> String {
         format!("{}:invalidate", self.prefix)
+    }
+}
+
+/// A session key as a redis argument (see [`Keys::session_arg`]).
+pub(crate) struct SessionKey<'a> {
+    prefix: &'a str,
+    id: &'a SessionId,
+}
+
+impl redis::ToRedisArgs for SessionKey<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        use std::io::Write as _;
+        let mut w = out.writer_for_next_arg();
+        // Writes into a growable in-memory buffer cannot fail.
+        let _ = w.write_all(self.prefix.as_bytes());
+        let _ = w.write_all(b":s:{");
+        let _ = w.write_all(self.id.as_str().as_bytes());
+        let _ = w.write_all(b"}");
     }
 }
 
@@ -95,6 +125,10 @@ mod tests {
         let keys = Keys::new("sk").unwrap();
         let id = SessionId::generate();
         assert_eq!(keys.session(&id), format!("sk:s:{{{}}}", id.as_str()));
+        assert_eq!(
+            redis::ToRedisArgs::to_redis_args(&keys.session_arg(&id)),
+            vec![keys.session(&id).into_bytes()]
+        );
         let k = keys.subject_index("we{ir}d * subject\u{202e}");
         assert!(k.starts_with("sk:u:{") && k.ends_with('}'));
         assert_eq!(k.len(), "sk:u:{}".len() + 32);

@@ -88,9 +88,14 @@
 //!   value with `PXAT` (`NotFound` / `Conflict` otherwise). `touch`: a Lua
 //!   script that rewrites only the expiry (header bytes and `PXAT`). No
 //!   `WATCH`/`MULTI` (unsafe on multiplexed connections).
+//!   The save script reads only the header and subject (`GETRANGE`), never
+//!   the payload; when version and subject match (the common case) it costs
+//!   two string comparisons before the `SET`.
 //! - Scripts run with `EVALSHA`; after a `NOSCRIPT` (a restarted or new
-//!   server, a failover) the redis crate's [`redis::Script`] loads the
-//!   script and retries, so nothing has to be preloaded.
+//!   server, a failover) the store loads the script ([`redis::Script`]) and
+//!   runs it again, so nothing has to be preloaded.
+//! - Values and keys are written straight into the command buffer, and a
+//!   loaded payload is a view into the reply, not a copy.
 //! - `load`: `GET`. `delete`: `GETDEL`, then `ZREM` from the subject index.
 //!
 //! Every script touches exactly **one** key, so on a standalone server *and*
@@ -101,9 +106,14 @@
 //! separate commands — on a standalone server too, so that both deployments
 //! behave the same:
 //!
-//! - the index entry is written *before* the session (`create`, `save`),
-//!   with `ZADD GT` so scores only grow: every live session is in its
-//!   subject's index with a score at least its expiry. `touch` raises the
+//! - the index entry is written with the session, in the same round trip
+//!   (`create`, `save`: the index command is sent first, both run
+//!   concurrently), with `ZADD GT` so scores only grow: every live session
+//!   is in its subject's index with a score at least its expiry. If the
+//!   index command fails and the session write succeeded, `create` deletes
+//!   the new session again and returns the error, and `save` raises the
+//!   entry once more before it returns (the error, if that fails too: the
+//!   write was applied, like any write whose reply is lost). `touch` raises the
 //!   score right after its script (the subject is known only then); if that
 //!   second command fails, `touch` returns the error, and a retry or the
 //!   next `list_subject` (which raises entries scored below their session's

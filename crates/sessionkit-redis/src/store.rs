@@ -49,27 +49,49 @@ if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {-2}
 /// header is in `v`; reads the subject bytes only when there is a subject.
 const READ_SUBJECT_TAG: &str = r"
 local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+if n > 256 or string.byte(v, 27) > 1 then return {-2} end
 local tag = string.sub(v, 27, 29)
 if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
+if #tag ~= 3 + n then return {-2} end
 ";
 
-/// CAS write. KEYS[1] session; ARGV: expected version (8 bytes BE), now,
-/// new value, new expiry for PXAT. Returns {1, old subject tag} | {0} not
-/// found or expired | {-1} version mismatch | {-2} corrupted.
+/// CAS write. KEYS[1] session; ARGV: expected header start (magic, format,
+/// version: 10 bytes), now, new value, new expiry for PXAT, the new
+/// value's subject tag. Returns 1 (written, same subject) | {1, old subject
+/// tag} (written, the subject changed) | 0 not found or expired | -1
+/// version mismatch | -2 corrupted.
+///
+/// The common case (same version, same subject) costs one `GETRANGE` of the
+/// header and subject and two string comparisons before the `SET`; anything
+/// else takes the slow path, which tells the cases apart.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"
-{READ_HEADER}
+local v = redis.call('GETRANGE', KEYS[1], 0, 25 + #ARGV[5])
 local now = tonumber(ARGV[2])
-if struct.unpack('>i8', v, 19) <= now then return {{0}} end
-if string.sub(v, 3, 10) ~= ARGV[1] then return {{-1}} end
-{READ_SUBJECT_TAG}
+local same = string.sub(v, 1, 10) == ARGV[1] and string.sub(v, 27) == ARGV[5]
+if not same then
+  if #v == 0 then
+    if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+    return -2
+  end
+{HEADER_CHECK}
+  if struct.unpack('>i8', v, 19) <= now then return 0 end
+  if string.sub(v, 3, 10) ~= string.sub(ARGV[1], 3, 10) then return -1 end
+  local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+  if n > 256 or string.byte(v, 27) > 1 then return -2 end
+  same = redis.call('GETRANGE', KEYS[1], 26, 28 + n)
+  if #same ~= 3 + n then return -2 end
+elseif struct.unpack('>i8', v, 19) <= now then
+  return 0
+end
 if tonumber(ARGV[4]) <= now then
   redis.call('DEL', KEYS[1])
 else
   redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
 end
-return {{1, tag}}
+if same == true then return 1 end
+return {{1, same}}
 "
     ))
 });
@@ -349,15 +371,30 @@ impl RedisStore {
         cmd.query_async(&mut conn).await.map_err(|e| self.err(e))
     }
 
-    async fn index_add(&self, subject: &str, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+    /// Runs `cmd`, an `EVALSHA` of `script` built by [`evalsha`]; after a
+    /// `NOSCRIPT` (a restarted or new server, a failover) loads the script
+    /// and runs it again.
+    async fn eval<T: redis::FromRedisValue>(&self, script: &Script, cmd: &redis::Cmd) -> Result<T> {
         let mut conn = self.conn.clone();
-        let _: i64 = INDEX_ADD
-            .key(self.keys.subject_index(subject))
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                cmd.query_async(&mut conn).await.map_err(|e| self.err(e))
+            }
+            r => r.map_err(|e| self.err(e)),
+        }
+    }
+
+    async fn index_add(&self, subject: &str, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+        let mut cmd = evalsha(&INDEX_ADD, 1);
+        cmd.arg(self.keys.subject_index(subject))
             .arg(id.as_str())
-            .arg(expires_at.as_millis().min(MAX_PXAT))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+            .arg(expires_at.as_millis().min(MAX_PXAT));
+        let _: i64 = self.eval(&INDEX_ADD, &cmd).await?;
         Ok(())
     }
 
@@ -616,10 +653,18 @@ fn zrange_pairs(raw: Value) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-/// Parses a script reply `{code, tag?}`.
+/// `EVALSHA <sha> <keys>`, to which the caller adds the keys and arguments.
+fn evalsha(script: &Script, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Parses a script reply: `code` or `{code, tag?}`.
 fn script_reply(v: Value) -> Result<(i64, Option<Vec<u8>>)> {
     let bad = || Error::backend("unexpected script reply", false);
     match v {
+        Value::Int(code) => Ok((code, None)),
         Value::Array(items) => {
             let code = match items.first() {
                 Some(Value::Int(c)) => *c,
@@ -647,34 +692,39 @@ fn check_subject(record: &Record) -> Result<()> {
 impl SessionStore for RedisStore {
     async fn create(&self, record: &Record) -> Result<()> {
         check_subject(record)?;
-        let value = codec::encode(record, record.version)?;
+        let value = codec::encoded(record, record.version)?;
         self.bounded(async {
             let now = Timestamp::now();
-            // The index entry is written first: a session that exists is
-            // always in its subject's index.
-            if let Some(subject) = &record.subject
-                && record.is_live(now)
-            {
-                self.index_add(subject, &record.id, record.expires_at)
-                    .await?;
-            }
+            let key = self.keys.session_arg(&record.id);
             // A PXAT in the past stores nothing (the record is not live), but
             // a live record with this ID still makes NX fail.
             let pxat = record.expires_at.as_millis().clamp(1, MAX_PXAT);
-            let reply: Value = self
-                .query(
-                    redis::cmd("SET")
-                        .arg(self.keys.session(&record.id))
-                        .arg(value)
-                        .arg("NX")
-                        .arg("PXAT")
-                        .arg(pxat),
-                )
-                .await?;
-            match reply {
-                Value::Nil => Err(Error::Conflict),
-                _ => Ok(()),
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(&value).arg("NX").arg("PXAT").arg(pxat);
+            // The index entry and the session are written in one round trip
+            // (the index command is sent first). A session whose index entry
+            // could not be written is taken back, so a session that exists
+            // is always in its subject's index.
+            let (indexed, reply) = match record.subject.as_deref() {
+                Some(subject) if record.is_live(now) => {
+                    futures_util::future::join(
+                        self.index_add(subject, &record.id, record.expires_at),
+                        self.query::<Value>(&set),
+                    )
+                    .await
+                }
+                _ => (Ok(()), self.query::<Value>(&set).await),
+            };
+            if matches!(reply?, Value::Nil) {
+                return Err(Error::Conflict);
             }
+            if let Err(e) = indexed {
+                if let Err(undo) = self.query::<i64>(redis::cmd("DEL").arg(&key)).await {
+                    tracing::warn!(id = %record.id.redacted(), error = %undo, "could not take back a session whose index entry failed; it expires unused");
+                }
+                return Err(e);
+            }
+            Ok(())
         })
         .await
     }
@@ -682,10 +732,10 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
         self.bounded(async {
             let bytes: Option<Vec<u8>> = self
-                .query(redis::cmd("GET").arg(self.keys.session(id)))
+                .query(redis::cmd("GET").arg(self.keys.session_arg(id)))
                 .await?;
             let Some(bytes) = bytes else { return Ok(None) };
-            let record = codec::decode(*id, &bytes)?;
+            let record = codec::decode_owned(*id, bytes)?;
             Ok(record.is_live(Timestamp::now()).then_some(record))
         })
         .await
@@ -702,27 +752,47 @@ impl SessionStore for RedisStore {
                 Some(_) => Err(Error::backend("session version counter exhausted", false)),
             };
         };
-        let value = codec::encode(record, new_version)?;
+        let value = codec::encoded(record, new_version)?;
         self.bounded(async {
             let now = Timestamp::now();
-            if let Some(subject) = &record.subject
-                && record.is_live(now)
-            {
-                self.index_add(subject, &record.id, record.expires_at).await?;
-            }
-            let mut conn = self.conn.clone();
-            let reply: Value = SAVE
-                .key(self.keys.session(&record.id))
-                .arg(&record.version.to_be_bytes()[..])
+            let mut cmd = evalsha(&SAVE, 1);
+            let mut expected = [0u8; 10];
+            expected[0] = codec::MAGIC;
+            expected[1] = codec::FORMAT;
+            expected[2..].copy_from_slice(&record.version.to_be_bytes());
+            cmd.arg(self.keys.session_arg(&record.id))
+                .arg(&expected[..])
                 .arg(now.as_millis())
-                .arg(value)
+                .arg(&value)
                 .arg(record.expires_at.as_millis().min(MAX_PXAT))
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?;
-            match script_reply(reply)? {
-                (1, Some(tag)) => {
-                    let old = codec::parse_subject_tag(&tag)?;
+                .arg(codec::subject_tag(record.subject.as_deref()));
+            let save = self.eval::<Value>(&SAVE, &cmd);
+            // The index entry is raised in the same round trip as the write
+            // (its command is sent first).
+            let subject = record.subject.as_deref().filter(|_| record.is_live(now));
+            let (indexed, reply) = match subject {
+                Some(subject) => {
+                    futures_util::future::join(
+                        self.index_add(subject, &record.id, record.expires_at),
+                        save,
+                    )
+                    .await
+                }
+                None => (Ok(()), save.await),
+            };
+            match script_reply(reply?)? {
+                (1, tag) => {
+                    if let (Err(err), Some(subject)) = (indexed, subject) {
+                        // Written, but the index entry may now expire before
+                        // the session: raise it once more before reporting.
+                        tracing::debug!(error = %err, "raising a subject index entry failed; retrying");
+                        self.index_add(subject, &record.id, record.expires_at).await?;
+                    }
+                    // A tag comes back only when the subject changed.
+                    let old = match tag {
+                        Some(tag) => codec::parse_subject_tag(&tag)?,
+                        None => None,
+                    };
                     if let Some(old) = old.filter(|o| record.subject.as_deref() != Some(o))
                         && let Err(err) = self.index_remove(&old, &[record.id.as_str()]).await
                     {
@@ -742,15 +812,12 @@ impl SessionStore for RedisStore {
     async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
         self.bounded(async {
             let now = Timestamp::now();
-            let mut conn = self.conn.clone();
-            let reply: Value = TOUCH
-                .key(self.keys.session(id))
+            let mut cmd = evalsha(&TOUCH, 1);
+            cmd.arg(self.keys.session_arg(id))
                 .arg(now.as_millis())
                 .arg(expires_at.as_millis().min(MAX_PXAT))
-                .arg(&expires_at.as_millis().to_be_bytes()[..])
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?;
+                .arg(&expires_at.as_millis().to_be_bytes()[..]);
+            let reply: Value = self.eval(&TOUCH, &cmd).await?;
             match script_reply(reply)? {
                 (1, Some(tag)) => {
                     // The index is raised after the write (the subject is
@@ -775,7 +842,7 @@ impl SessionStore for RedisStore {
         self.bounded(async {
             let now = Timestamp::now();
             let old: Option<Vec<u8>> = self
-                .query(redis::cmd("GETDEL").arg(self.keys.session(id)))
+                .query(redis::cmd("GETDEL").arg(self.keys.session_arg(id)))
                 .await?;
             let Some(old) = old else { return Ok(false) };
             match codec::decode(*id, &old) {

@@ -158,7 +158,22 @@ async fn corrupted_values_are_decode_errors() {
     let r = record(Some("carol"));
     store.create(&r).await.unwrap();
     let key = store.session_key(&r.id);
-    for garbage in [&b""[..], b"garbage", b"S\x01short", &[0xffu8; 64][..]] {
+    // Right magic and version, but a subject length past the end or an
+    // unknown flag: refused before anything is written.
+    let mut bad_len = vec![b'S', 1];
+    bad_len.extend_from_slice(&r.version.to_be_bytes());
+    bad_len.extend_from_slice(&[0x7f; 16]);
+    let mut bad_flag = bad_len.clone();
+    bad_len.extend_from_slice(&[1, 0x00, 0xf0, b'c']);
+    bad_flag.extend_from_slice(&[9, 0, 1, b'c']);
+    for garbage in [
+        &b""[..],
+        b"garbage",
+        b"S\x01short",
+        &[0xffu8; 64][..],
+        &bad_len[..],
+        &bad_flag[..],
+    ] {
         let _: () = c.set_ex(&key, garbage, 60).await.unwrap();
         assert!(
             matches!(store.load(&r.id).await, Err(Error::Decode(_))),
@@ -168,6 +183,8 @@ async fn corrupted_values_are_decode_errors() {
             matches!(store.save(&r).await, Err(Error::Decode(_))),
             "{garbage:?}"
         );
+        let stored: Vec<u8> = c.get(&key).await.unwrap();
+        assert_eq!(stored, garbage, "a refused save leaves the value as it was");
         assert!(
             matches!(
                 store
@@ -176,6 +193,11 @@ async fn corrupted_values_are_decode_errors() {
                 Err(Error::Decode(_))
             ),
             "{garbage:?}"
+        );
+        let stored: Vec<u8> = c.get(&key).await.unwrap();
+        assert_eq!(
+            stored, garbage,
+            "a refused touch leaves the value as it was"
         );
         // Listing skips it instead of failing the whole subject.
         assert!(store.list_subject("carol").await.unwrap().is_empty());
