@@ -881,6 +881,27 @@ impl<S: SessionStore> CachedStore<S> {
     /// The backend's error when the ID is not cached and the backend fails
     /// (and no degraded answer applies).
     pub async fn load_with_status(&self, id: &SessionId) -> Result<(Option<Record>, Freshness)> {
+        if let Some(record) = self.hit(id).await {
+            return Ok((record, Freshness::Fresh));
+        }
+        Box::pin(self.load_slow(id)).await
+    }
+
+    /// A servable cached answer, if there is one. Kept apart from
+    /// [`CachedStore::load_slow`] so that a hit runs a small future (the
+    /// backend load, its coalescing and its fallbacks are boxed away).
+    async fn hit(&self, id: &SessionId) -> Option<Option<Record>> {
+        let shared = &self.shared;
+        let entry = shared.cache.get(id).await?;
+        if shared.validity(id_slot(id), &entry) == Validity::Valid && entry.live() {
+            inc(&shared.counters.hits);
+            tracing::debug!(id = %id.redacted(), found = entry.0.record.is_some(), "cache hit");
+            return Some(entry.0.record.clone());
+        }
+        None
+    }
+
+    async fn load_slow(&self, id: &SessionId) -> Result<(Option<Record>, Freshness)> {
         let shared = &self.shared;
         let idx = id_slot(id);
         for _ in 0..MAX_LOAD_ATTEMPTS {
@@ -1064,7 +1085,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
-        self.load_with_status(id).await.map(|(record, _)| record)
+        if let Some(record) = self.hit(id).await {
+            return Ok(record);
+        }
+        Box::pin(self.load_slow(id)).await.map(|(record, _)| record)
     }
 
     async fn save(&self, record: &Record) -> Result<u64> {

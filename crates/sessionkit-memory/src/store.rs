@@ -488,23 +488,16 @@ impl SessionStore for MemoryStore {
 
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         let now = Timestamp::now();
-        let mut removed_live = false;
-        self.inner
-            .cache
-            .entry(*id)
-            .and_compute_with(|entry| {
-                let op = match entry.map(|e| e.into_value()) {
-                    Some(current) => {
-                        removed_live = current.is_live(now);
-                        self.index_remove(&current.subject, id);
-                        Op::Remove
-                    }
-                    None => Op::Nop,
-                };
-                ready(op)
-            })
-            .await;
-        Ok(removed_live)
+        // One atomic removal; the index is updated after it. A write racing
+        // with the delete finds no record (NotFound), so it cannot put the
+        // ID back into an index.
+        Ok(match self.inner.cache.remove(id).await {
+            Some(removed) => {
+                self.index_remove(&removed.subject, id);
+                removed.is_live(now)
+            }
+            None => false,
+        })
     }
 
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
