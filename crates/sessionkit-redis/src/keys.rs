@@ -50,6 +50,11 @@ impl Keys {
         format!("{}:s:{{{}}}", self.prefix, id.as_str())
     }
 
+    /// The length of every session key of this store.
+    pub(crate) fn session_len(&self) -> usize {
+        self.prefix.len() + 5 + sessionkit_core::ID_LEN
+    }
+
     /// [`Keys::session`] as a redis argument, written straight into the
     /// command buffer.
     pub(crate) fn session_arg<'a>(&'a self, id: &'a SessionId) -> SessionKey<'a> {
@@ -85,11 +90,13 @@ impl redis::ToRedisArgs for SessionKey<'_> {
         W: ?Sized + redis::RedisWrite,
     {
         use std::io::Write as _;
+        let id = self.id.as_str();
+        out.reserve_space_for_args([self.prefix.len() + 5 + id.len()]);
         let mut w = out.writer_for_next_arg();
         // Writes into a growable in-memory buffer cannot fail.
         let _ = w.write_all(self.prefix.as_bytes());
         let _ = w.write_all(b":s:{");
-        let _ = w.write_all(self.id.as_str().as_bytes());
+        let _ = w.write_all(id.as_bytes());
         let _ = w.write_all(b"}");
     }
 }
@@ -125,6 +132,7 @@ mod tests {
         let keys = Keys::new("sk").unwrap();
         let id = SessionId::generate();
         assert_eq!(keys.session(&id), format!("sk:s:{{{}}}", id.as_str()));
+        assert_eq!(keys.session_len(), keys.session(&id).len());
         assert_eq!(
             redis::ToRedisArgs::to_redis_args(&keys.session_arg(&id)),
             vec![keys.session(&id).into_bytes()]

@@ -390,7 +390,7 @@ impl RedisStore {
     }
 
     async fn index_add(&self, subject: &str, id: &SessionId, expires_at: Timestamp) -> Result<()> {
-        let mut cmd = evalsha(&INDEX_ADD, 1);
+        let mut cmd = evalsha(&INDEX_ADD, 1, 3, 64 + 22 + 20);
         cmd.arg(self.keys.subject_index(subject))
             .arg(id.as_str())
             .arg(expires_at.as_millis().min(MAX_PXAT));
@@ -653,9 +653,18 @@ fn zrange_pairs(raw: Value) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-/// `EVALSHA <sha> <keys>`, to which the caller adds the keys and arguments.
-fn evalsha(script: &Script, keys: usize) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
+/// A command named `name`, its buffers sized for `args` more arguments of
+/// `bytes` bytes in all (so that writing them does not reallocate).
+fn command(name: &str, args: usize, bytes: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(args + 1, name.len() + bytes);
+    cmd.arg(name);
+    cmd
+}
+
+/// `EVALSHA <sha> <keys>`, to which the caller adds `args` more arguments
+/// (keys and arguments) of about `bytes` bytes in all.
+fn evalsha(script: &Script, keys: usize, args: usize, bytes: usize) -> redis::Cmd {
+    let mut cmd = command("EVALSHA", args + 2, 40 + 2 + bytes);
     cmd.arg(script.get_hash()).arg(keys);
     cmd
 }
@@ -699,7 +708,7 @@ impl SessionStore for RedisStore {
             // A PXAT in the past stores nothing (the record is not live), but
             // a live record with this ID still makes NX fail.
             let pxat = record.expires_at.as_millis().clamp(1, MAX_PXAT);
-            let mut set = redis::cmd("SET");
+            let mut set = command("SET", 5, self.keys.session_len() + value.len() + 24);
             set.arg(&key).arg(&value).arg("NX").arg("PXAT").arg(pxat);
             // The index entry and the session are written in one round trip
             // (the index command is sent first). A session whose index entry
@@ -732,7 +741,7 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
         self.bounded(async {
             let bytes: Option<Vec<u8>> = self
-                .query(redis::cmd("GET").arg(self.keys.session_arg(id)))
+                .query(command("GET", 1, self.keys.session_len()).arg(self.keys.session_arg(id)))
                 .await?;
             let Some(bytes) = bytes else { return Ok(None) };
             let record = codec::decode_owned(*id, bytes)?;
@@ -755,7 +764,12 @@ impl SessionStore for RedisStore {
         let value = codec::encoded(record, new_version)?;
         self.bounded(async {
             let now = Timestamp::now();
-            let mut cmd = evalsha(&SAVE, 1);
+            let mut cmd = evalsha(
+                &SAVE,
+                1,
+                6,
+                self.keys.session_len() + value.len() + 64 + codec::HEADER_LEN,
+            );
             let mut expected = [0u8; 10];
             expected[0] = codec::MAGIC;
             expected[1] = codec::FORMAT;
@@ -812,7 +826,7 @@ impl SessionStore for RedisStore {
     async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
         self.bounded(async {
             let now = Timestamp::now();
-            let mut cmd = evalsha(&TOUCH, 1);
+            let mut cmd = evalsha(&TOUCH, 1, 4, self.keys.session_len() + 48);
             cmd.arg(self.keys.session_arg(id))
                 .arg(now.as_millis())
                 .arg(expires_at.as_millis().min(MAX_PXAT))
@@ -842,7 +856,7 @@ impl SessionStore for RedisStore {
         self.bounded(async {
             let now = Timestamp::now();
             let old: Option<Vec<u8>> = self
-                .query(redis::cmd("GETDEL").arg(self.keys.session_arg(id)))
+                .query(command("GETDEL", 1, self.keys.session_len()).arg(self.keys.session_arg(id)))
                 .await?;
             let Some(old) = old else { return Ok(false) };
             match codec::decode(*id, &old) {
