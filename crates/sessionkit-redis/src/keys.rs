@@ -2,7 +2,7 @@
 //! are parsed strictly by [`SessionId::parse`] (URL-safe base64, 22
 //! characters) and subjects are hashed (SHA-256, first 128 bits, hex).
 
-use sessionkit_core::{Error, Result, SessionId};
+use sessionkit_core::{Error, ID_LEN, Result, SessionId};
 use sha2::{Digest, Sha256};
 
 /// The longest accepted key prefix, in bytes.
@@ -52,7 +52,7 @@ impl Keys {
 
     /// The length of every session key of this store.
     pub(crate) fn session_len(&self) -> usize {
-        self.prefix.len() + 5 + sessionkit_core::ID_LEN
+        self.prefix.len() + 5 + ID_LEN
     }
 
     /// [`Keys::session`] as a redis argument, written straight into the
@@ -62,6 +62,21 @@ impl Keys {
             prefix: &self.prefix,
             id,
         }
+    }
+
+    /// `{prefix}:t:{<id>}:<nonce>`: where a save puts the new value before
+    /// its script moves it into place. Same hash tag as the session key, so
+    /// both are in one slot on a cluster.
+    pub(crate) fn staging(&self, id: &SessionId, nonce: u64) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + 5 + ID_LEN + 17);
+        key.push_str(&self.prefix);
+        key.push_str(":t:{");
+        key.push_str(id.as_str());
+        key.push_str("}:");
+        for shift in (0..16).rev() {
+            key.push(char::from(HEX[((nonce >> (shift * 4)) & 0xf) as usize]));
+        }
+        key
     }
 
     /// `{prefix}:u:{<hex>}`: the sorted set of a subject's session IDs,
@@ -133,6 +148,10 @@ mod tests {
         let id = SessionId::generate();
         assert_eq!(keys.session(&id), format!("sk:s:{{{}}}", id.as_str()));
         assert_eq!(keys.session_len(), keys.session(&id).len());
+        assert_eq!(
+            keys.staging(&id, 0xab),
+            format!("sk:t:{{{}}}:00000000000000ab", id.as_str())
+        );
         assert_eq!(
             redis::ToRedisArgs::to_redis_args(&keys.session_arg(&id)),
             vec![keys.session(&id).into_bytes()]

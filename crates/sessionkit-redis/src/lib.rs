@@ -38,6 +38,7 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `<prefix>:s:{<id>}` | string | one session (the encoding below), with `PXAT` expiry |
+//! | `<prefix>:t:{<id>}:<nonce>` | string | a save's new value, for the moment between its two commands (30 s expiry) |
 //! | `<prefix>:u:{<subject hash>}` | sorted set | the IDs of a subject's sessions, scored by expiry (ms) |
 //! | `<prefix>:invalidate` | pub/sub channel | invalidation messages |
 //!
@@ -83,14 +84,18 @@
 //!
 //! - `create`: `SET key value NX PXAT expires_at`; an existing live key makes
 //!   it fail with `Conflict`, never an overwrite.
-//! - `save`: a Lua script on the session key compares the stored version
-//!   with the expected one, checks the record is live, and writes the new
-//!   value with `PXAT` (`NotFound` / `Conflict` otherwise). `touch`: a Lua
-//!   script that rewrites only the expiry (header bytes and `PXAT`). No
-//!   `WATCH`/`MULTI` (unsafe on multiplexed connections).
-//!   The save script reads only the header and subject (`GETRANGE`), never
-//!   the payload; when version and subject match (the common case) it costs
-//!   two string comparisons before the `SET`.
+//! - `save`: one pipeline of two commands. `SET {prefix}:t:{<id>}:<nonce>
+//!   value PX 30000` stages the new value under a key of its own (same hash
+//!   slot as the session), then a Lua script on the session key compares
+//!   the stored version with the expected one, checks the record is live,
+//!   and moves the staged value into place (`RENAME`, then `PEXPIREAT`), or
+//!   deletes it and answers `NotFound` / `Conflict`. The payload never goes
+//!   through Lua: the script reads only the header and subject
+//!   (`GETRANGE`), and when version and subject match (the common case) it
+//!   costs two string comparisons. A staged value whose script never runs
+//!   (the connection dropped between the two) expires after 30 s.
+//! - `touch`: a Lua script that rewrites only the expiry (header bytes and
+//!   `PXAT`). No `WATCH`/`MULTI` (unsafe on multiplexed connections).
 //! - Scripts run with `EVALSHA`; after a `NOSCRIPT` (a restarted or new
 //!   server, a failover) the store loads the script ([`redis::Script`]) and
 //!   runs it again, so nothing has to be preloaded.
@@ -98,9 +103,10 @@
 //!   loaded payload is a view into the reply, not a copy.
 //! - `load`: `GET`. `delete`: `GETDEL`, then `ZREM` from the subject index.
 //!
-//! Every script touches exactly **one** key, so on a standalone server *and*
-//! on a cluster, each change to one session (create, CAS save, touch,
-//! delete) is atomic. The subject index lives in another slot than the
+//! Every script touches the keys of **one** session (its key, and for a
+//! save the staged value, which shares its hash slot), so on a standalone
+//! server *and* on a cluster, each change to one session (create, CAS save,
+//! touch, delete) is atomic. The subject index lives in another slot than the
 //! session keys (a subject's sessions are spread over the cluster), so on a
 //! cluster no script could update both, and the index is maintained by
 //! separate commands — on a standalone server too, so that both deployments

@@ -55,45 +55,66 @@ if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
 if #tag ~= 3 + n then return {-2} end
 ";
 
-/// CAS write. KEYS[1] session; ARGV: expected header start (magic, format,
-/// version: 10 bytes), now, new value, new expiry for PXAT, the new
-/// value's subject tag. Returns 1 (written, same subject) | {1, old subject
+/// How long a staged value waits for the save script that moves it into
+/// place (it is sent right before the script, in the same pipeline).
+const STAGING_TTL_MS: u64 = 30_000;
+
+/// CAS write of a staged value. KEYS[1] session, KEYS[2] the staged new
+/// value; ARGV: expected header start (magic, format, version: 10 bytes),
+/// now, new expiry for PXAT, the new value's subject tag. Moves the staged
+/// value into place (`RENAME`, then `PEXPIREAT`), or deletes it when the
+/// write is refused. Returns 1 (written, same subject) | {1, old subject
 /// tag} (written, the subject changed) | 0 not found or expired | -1
-/// version mismatch | -2 corrupted.
+/// version mismatch | -2 corrupted | -3 the staged value is missing.
 ///
-/// The common case (same version, same subject) costs one `GETRANGE` of the
-/// header and subject and two string comparisons before the `SET`; anything
-/// else takes the slow path, which tells the cases apart.
+/// The payload never goes through Lua: the script reads only the header
+/// and subject (`GETRANGE`). The common case (same version, same subject)
+/// costs two string comparisons before the `RENAME`; anything else takes
+/// the slow path, which tells the cases apart.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
+    Script::new(
         r"
-local v = redis.call('GETRANGE', KEYS[1], 0, 25 + #ARGV[5])
+local v = redis.call('GETRANGE', KEYS[1], 0, 25 + #ARGV[4])
 local now = tonumber(ARGV[2])
-local same = string.sub(v, 1, 10) == ARGV[1] and string.sub(v, 27) == ARGV[5]
+local same = string.sub(v, 1, 10) == ARGV[1] and string.sub(v, 27) == ARGV[4]
+local refused = nil
 if not same then
   if #v == 0 then
-    if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-    return -2
+    refused = 0
+    if redis.call('EXISTS', KEYS[1]) == 1 then refused = -2 end
+  elseif #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then
+    refused = -2
+  elseif struct.unpack('>i8', v, 19) <= now then
+    refused = 0
+  elseif string.sub(v, 3, 10) ~= string.sub(ARGV[1], 3, 10) then
+    refused = -1
+  else
+    local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+    if n > 256 or string.byte(v, 27) > 1 then
+      refused = -2
+    else
+      same = redis.call('GETRANGE', KEYS[1], 26, 28 + n)
+      if #same ~= 3 + n then refused = -2 end
+    end
   end
-{HEADER_CHECK}
-  if struct.unpack('>i8', v, 19) <= now then return 0 end
-  if string.sub(v, 3, 10) ~= string.sub(ARGV[1], 3, 10) then return -1 end
-  local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-  if n > 256 or string.byte(v, 27) > 1 then return -2 end
-  same = redis.call('GETRANGE', KEYS[1], 26, 28 + n)
-  if #same ~= 3 + n then return -2 end
 elseif struct.unpack('>i8', v, 19) <= now then
-  return 0
+  refused = 0
 end
-if tonumber(ARGV[4]) <= now then
-  redis.call('DEL', KEYS[1])
+if refused then
+  redis.call('DEL', KEYS[2])
+  return refused
+end
+if tonumber(ARGV[3]) <= now then
+  redis.call('DEL', KEYS[1], KEYS[2])
 else
-  redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+  local moved = redis.pcall('RENAME', KEYS[2], KEYS[1])
+  if type(moved) == 'table' and moved.err then return -3 end
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 end
 if same == true then return 1 end
-return {{1, same}}
-"
-    ))
+return {1, same}
+",
+    )
 });
 
 /// Moves the expiry. KEYS[1] session; ARGV: now, new expiry for PXAT, new
@@ -384,6 +405,60 @@ impl RedisStore {
                     .await
                     .map_err(|e| self.err(e))?;
                 cmd.query_async(&mut conn).await.map_err(|e| self.err(e))
+            }
+            r => r.map_err(|e| self.err(e)),
+        }
+    }
+
+    /// The write of `save`: stages the new value under a key of its own
+    /// (`SET … PX`) and runs the compare-and-swap script that moves it into
+    /// place, in one pipeline (one round trip; both keys share a slot). The
+    /// payload reaches the server once, as a plain `SET` argument, and never
+    /// goes through Lua. After a `NOSCRIPT`, loads the script and runs it
+    /// again (the staged value waits [`STAGING_TTL_MS`]).
+    async fn save_staged(
+        &self,
+        record: &Record,
+        value: &codec::Encoded<'_>,
+        now: Timestamp,
+    ) -> Result<Value> {
+        let staging = self.keys.staging(&record.id, rand::random());
+        let mut set = command("SET", 4, staging.len() + value.len() + 16);
+        set.arg(&staging).arg(value).arg("PX").arg(STAGING_TTL_MS);
+        let mut expected = [0u8; 10];
+        expected[0] = codec::MAGIC;
+        expected[1] = codec::FORMAT;
+        expected[2..].copy_from_slice(&record.version.to_be_bytes());
+        let tag = codec::subject_tag(record.subject.as_deref());
+        let mut cas = evalsha(
+            &SAVE,
+            2,
+            6,
+            self.keys.session_len() + staging.len() + 10 + 40 + tag.len(),
+        );
+        cas.arg(self.keys.session_arg(&record.id))
+            .arg(&staging)
+            .arg(&expected[..])
+            .arg(now.as_millis())
+            .arg(record.expires_at.as_millis().min(MAX_PXAT))
+            .arg(tag);
+        let mut pipe = redis::pipe();
+        pipe.add_command(set).add_command(cas).ignore_errors();
+        let mut conn = self.conn.clone();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
+        let [staged, reply]: [Value; 2] = replies
+            .try_into()
+            .map_err(|_| Error::backend("unexpected pipeline reply", false))?;
+        // The script found nothing to move (-3) or refused the write; the
+        // failed SET is the cause worth reporting.
+        staged.extract_error().map_err(|e| self.err(e))?;
+        match reply.extract_error() {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let cas = pipe
+                    .cmd_iter()
+                    .nth(1)
+                    .ok_or_else(|| Error::backend("unexpected pipeline state", false))?;
+                self.eval(&SAVE, cas).await
             }
             r => r.map_err(|e| self.err(e)),
         }
@@ -764,23 +839,7 @@ impl SessionStore for RedisStore {
         let value = codec::encoded(record, new_version)?;
         self.bounded(async {
             let now = Timestamp::now();
-            let mut cmd = evalsha(
-                &SAVE,
-                1,
-                6,
-                self.keys.session_len() + value.len() + 64 + codec::HEADER_LEN,
-            );
-            let mut expected = [0u8; 10];
-            expected[0] = codec::MAGIC;
-            expected[1] = codec::FORMAT;
-            expected[2..].copy_from_slice(&record.version.to_be_bytes());
-            cmd.arg(self.keys.session_arg(&record.id))
-                .arg(&expected[..])
-                .arg(now.as_millis())
-                .arg(&value)
-                .arg(record.expires_at.as_millis().min(MAX_PXAT))
-                .arg(codec::subject_tag(record.subject.as_deref()));
-            let save = self.eval::<Value>(&SAVE, &cmd);
+            let save = self.save_staged(record, &value, now);
             // The index entry is raised in the same round trip as the write
             // (its command is sent first).
             let subject = record.subject.as_deref().filter(|_| record.is_live(now));
@@ -817,6 +876,10 @@ impl SessionStore for RedisStore {
                 (0, _) => Err(Error::NotFound),
                 (-1, _) => Err(Error::Conflict),
                 (-2, _) => Err(Error::decode("corrupted session value")),
+                (-3, _) => Err(Error::backend(
+                    "the staged session value was gone before the save script ran; retry",
+                    true,
+                )),
                 _ => Err(Error::backend("unexpected script reply", false)),
             }
         })

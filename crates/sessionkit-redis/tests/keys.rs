@@ -286,3 +286,43 @@ async fn subject_index_heals_itself() {
         "deleting the last session empties (and so removes) the index"
     );
 }
+
+/// A save stages its new value under a key of its own and the script moves
+/// it into place: whatever the outcome (written, conflict, not found,
+/// corrupted, expired by the save), no staged value is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_leave_no_staged_values_behind() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let mut r = record(Some("erin"));
+    store.create(&r).await.unwrap();
+    r.payload = vec![7u8; 4096].into();
+    r.version = store.save(&r).await.unwrap();
+    let stale = Record {
+        version: r.version - 1,
+        ..r.clone()
+    };
+    assert!(matches!(store.save(&stale).await, Err(Error::Conflict)));
+    r.subject = Some("frank".into());
+    r.version = store.save(&r).await.unwrap();
+    let absent = record(None);
+    assert!(matches!(store.save(&absent).await, Err(Error::NotFound)));
+    let mut c = raw().await;
+    let corrupt = record(None);
+    let _: () = c
+        .set_ex(store.session_key(&corrupt.id), b"garbage", 60)
+        .await
+        .unwrap();
+    assert!(matches!(store.save(&corrupt).await, Err(Error::Decode(_))));
+    let mut ending = r.clone();
+    ending.expires_at = Timestamp::now() - Duration::from_secs(1);
+    store.save(&ending).await.unwrap();
+    assert_eq!(store.load(&r.id).await.unwrap(), None);
+
+    let keys = keys_of(&store).await;
+    assert!(
+        keys.iter().all(|k| !k.contains(":t:")),
+        "staged values left behind: {keys:?}"
+    );
+}
