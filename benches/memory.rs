@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Op, Ops, Payload, Sess, Sk, Tower14, Tower15};
+use common::{Contender, Op, Ops, Payload, Sess, Sk, Tower14, Tower15};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sessionkit::memory::{CachedStore, MemoryStore};
 use sessionkit::{Record, SessionId, SessionStore, Timestamp, async_trait};
@@ -64,28 +64,21 @@ fn ops(c: &mut Criterion) {
 
     // MemoryStore vs raw moka vs tower-sessions MemoryStore and MokaStore.
     let sk = Sk::new(memory_store(2_000_000, 4 << 30));
-    common::bench_ops(c, &rt, "memory", "sessionkit", &sk, &payloads, &Op::ALL);
     let raw = RawMoka::new();
-    common::bench_ops(c, &rt, "memory", "raw", &raw, &payloads, &Op::ALL);
     let tower_mem = Arc::new(Tower15(tower_sessions::MemoryStore::default()));
-    common::bench_ops(
-        c,
-        &rt,
-        "memory",
-        "tower-sessions",
-        &tower_mem,
-        &payloads,
-        &Op::ALL,
-    );
     let tower_moka = Arc::new(Tower14(tower_sessions_moka_store::MokaStore::new(Some(
         1_000_000,
     ))));
-    common::bench_ops(
+    common::compare_ops(
         c,
         &rt,
         "memory",
-        "tower-sessions-moka",
-        &tower_moka,
+        &[
+            Contender::new("sessionkit", &sk),
+            Contender::new("raw", &raw),
+            Contender::new("tower-sessions", &tower_mem),
+            Contender::new("tower-sessions-moka", &tower_moka),
+        ],
         &payloads,
         &Op::ALL,
     );
@@ -99,16 +92,17 @@ fn ops(c: &mut Criterion) {
             .expect("cached store"),
     );
     let sk_cached = Sk::new(Arc::clone(&cached));
-    common::bench_ops(
+    common::compare_ops(
         c,
         &rt,
         "cache",
-        "sessionkit",
-        &sk_cached,
+        &[
+            Contender::new("sessionkit", &sk_cached),
+            Contender::new("raw", &raw),
+        ],
         &payloads,
         &[Op::Load],
     );
-    common::bench_ops(c, &rt, "cache", "raw", &raw, &payloads, &[Op::Load]);
     let stats = cached.stats();
     eprintln!(
         "cache stats: hits {} misses {} (the load rows must be hits)",

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Op, Ops, Payload, Sess, Sk, Tower14};
+use common::{Contender, Op, Ops, Payload, Sess, Sk, Tower14};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -163,42 +163,44 @@ fn ops(c: &mut Criterion) {
     let payloads = Payload::both();
 
     let sk = Sk::new(rt.block_on(sk_store(&s, "a")));
-    common::bench_ops(c, &rt, "redis", "sessionkit", &sk, &payloads, &Op::ALL);
-    // With a subject, create and save also maintain the subject index
-    // (one more round trip).
+    // With a subject, create and save also maintain the subject index (its
+    // command goes in the same round trip).
     let sk_subject = Sk::with_subject(rt.block_on(sk_store(&s, "s")), "user-42");
-    common::bench_ops(
-        c,
-        &rt,
-        "redis",
-        "sessionkit+subject",
-        &sk_subject,
-        &payloads,
-        &[Op::Create, Op::Save],
-    );
     let raw = Arc::new(RawRedis {
         conn: s.conn.clone(),
         prefix: format!("rawb{}", s.tag),
     });
-    common::bench_ops(c, &rt, "redis", "raw", &raw, &payloads, &Op::ALL);
     let tower = Arc::new(Tower14(tower_sessions_redis_store::RedisStore::new(
         rt.block_on(fred_client(&s.url)),
     )));
-    common::bench_ops(
+    common::compare_ops(
         c,
         &rt,
         "redis",
-        "tower-sessions",
-        &tower,
+        &[
+            Contender::new("sessionkit", &sk),
+            Contender::new("sessionkit+subject", &sk_subject).only(&[Op::Create, Op::Save]),
+            Contender::new("raw", &raw),
+            Contender::new("tower-sessions", &tower),
+        ],
         &payloads,
         &Op::ALL,
     );
 
     // Concurrency 64: throughput over one multiplexed connection each.
     let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
-    common::bench_concurrent(c, &rt, "redis", "sessionkit", &sk, &payloads, tasks);
-    common::bench_concurrent(c, &rt, "redis", "raw", &raw, &payloads, tasks);
-    common::bench_concurrent(c, &rt, "redis", "tower-sessions", &tower, &payloads, tasks);
+    common::compare_concurrent(
+        c,
+        &rt,
+        "redis",
+        &[
+            Contender::new("sessionkit", &sk),
+            Contender::new("raw", &raw),
+            Contender::new("tower-sessions", &tower),
+        ],
+        &payloads,
+        tasks,
+    );
 
     // Cached loads (hits) and write-through saves over Redis.
     let cached = Arc::new(
@@ -209,16 +211,6 @@ fn ops(c: &mut Criterion) {
             .expect("CachedStore"),
     );
     let sk_cached = Sk::new(Arc::clone(&cached));
-    let ops = [Op::Load, Op::Save];
-    common::bench_ops(
-        c,
-        &rt,
-        "cached_redis",
-        "sessionkit",
-        &sk_cached,
-        &payloads,
-        &ops,
-    );
     let raw_cached = Arc::new(RawCachedRedis {
         redis: RawRedis {
             conn: s.conn.clone(),
@@ -229,21 +221,23 @@ fn ops(c: &mut Criterion) {
             .time_to_live(common::IDLE)
             .build(),
     });
-    common::bench_ops(c, &rt, "cached_redis", "raw", &raw_cached, &payloads, &ops);
     let tower_cached = Arc::new(Tower14(
         tower_sessions_core_014::session_store::CachingSessionStore::new(
             tower_sessions_moka_store::MokaStore::new(Some(1_000_000)),
             tower_sessions_redis_store::RedisStore::new(rt.block_on(fred_client(&s.url))),
         ),
     ));
-    common::bench_ops(
+    common::compare_ops(
         c,
         &rt,
         "cached_redis",
-        "tower-sessions",
-        &tower_cached,
+        &[
+            Contender::new("sessionkit", &sk_cached),
+            Contender::new("raw", &raw_cached),
+            Contender::new("tower-sessions", &tower_cached),
+        ],
         &payloads,
-        &ops,
+        &[Op::Load, Op::Save],
     );
     let stats = cached.stats();
     eprintln!(

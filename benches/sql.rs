@@ -18,7 +18,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Op, Ops, Payload, Sess, Sk, Tower14};
+use common::{Contender, Op, Ops, Payload, Sess, Sk, Tower14};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sessionkit::sql::{SqlStore, Statement};
 use sessionkit::{SessionId, SessionStore, Timestamp, async_trait};
@@ -185,8 +185,17 @@ fn ops_sqlite(c: &mut Criterion, rt: &Runtime, payloads: &[Payload], tag: &str) 
             q: Stmts::of(&store),
         });
         let sk = Sk::new(store);
-        common::bench_ops(c, rt, "sqlite", "sessionkit", &sk, payloads, &Op::ALL);
-        common::bench_ops(c, rt, "sqlite", "raw", &raw, payloads, &Op::ALL);
+        common::compare_ops(
+            c,
+            rt,
+            "sqlite",
+            &[
+                Contender::new("sessionkit", &sk),
+                Contender::new("raw", &raw),
+            ],
+            payloads,
+            &Op::ALL,
+        );
     }
     remove_sqlite(&url);
 }
@@ -202,14 +211,14 @@ fn ops_server<R: Ops, T: Ops>(
     raw: &Arc<R>,
     tower: &Arc<T>,
 ) {
-    common::bench_ops(c, rt, backend, "sessionkit", sk, payloads, &Op::ALL);
-    common::bench_ops(c, rt, backend, "raw", raw, payloads, &Op::ALL);
-    common::bench_ops(c, rt, backend, "tower-sessions", tower, payloads, &Op::ALL);
-
+    let contenders = [
+        Contender::new("sessionkit", sk),
+        Contender::new("raw", raw),
+        Contender::new("tower-sessions", tower),
+    ];
+    common::compare_ops(c, rt, backend, &contenders, payloads, &Op::ALL);
     let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
-    common::bench_concurrent(c, rt, backend, "sessionkit", sk, payloads, tasks);
-    common::bench_concurrent(c, rt, backend, "raw", raw, payloads, tasks);
-    common::bench_concurrent(c, rt, backend, "tower-sessions", tower, payloads, tasks);
+    common::compare_concurrent(c, rt, backend, &contenders, payloads, tasks);
 }
 
 /// PostgreSQL: `SqlStore`, raw sqlx and tower-sessions' `PostgresStore`.

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -359,26 +360,68 @@ pub async fn time_op<O: Ops>(o: &O, op: Op, data: &Sess, iters: u64) -> Duration
     total
 }
 
-/// Benchmarks `ops` of one implementation: group `{backend}/{op}`, function
-/// `who`, parameter the payload label.
-pub fn bench_ops<O: Ops>(
+type Timed = Pin<Box<dyn Future<Output = Duration> + Send>>;
+
+/// One implementation in a comparison (sessionkit, a raw baseline, a
+/// tower-sessions store), type-erased so that several can be benchmarked
+/// side by side.
+#[derive(Clone)]
+pub struct Contender {
+    who: &'static str,
+    ops: Vec<Op>,
+    one: Arc<dyn Fn(Op, Sess, u64) -> Timed + Send + Sync>,
+    many: Arc<dyn Fn(Op, Sess, u64, u64) -> Timed + Send + Sync>,
+}
+
+impl Contender {
+    /// `o` under the name `who` (the criterion function name), for every
+    /// operation.
+    pub fn new<O: Ops>(who: &'static str, o: &Arc<O>) -> Self {
+        let (a, b) = (Arc::clone(o), Arc::clone(o));
+        Contender {
+            who,
+            ops: Op::ALL.to_vec(),
+            one: Arc::new(move |op, data, iters| {
+                let o = Arc::clone(&a);
+                Box::pin(async move { time_op(&*o, op, &data, iters).await })
+            }),
+            many: Arc::new(move |op, data, tasks, iters| {
+                let o = Arc::clone(&b);
+                Box::pin(async move { time_concurrent(o, op, &data, tasks, iters).await })
+            }),
+        }
+    }
+
+    /// Runs only `ops` of this contender.
+    pub fn only(mut self, ops: &[Op]) -> Self {
+        self.ops = ops.to_vec();
+        self
+    }
+}
+
+/// Benchmarks `ops` for every contender: group `{backend}/{op}`, function
+/// the contender's name, parameter the payload label. The contenders run
+/// one after the other for each payload, so the two rows of a ratio are
+/// measured seconds apart, not minutes (the machine's latency drifts).
+pub fn compare_ops(
     c: &mut Criterion,
     rt: &Runtime,
     backend: &str,
-    who: &str,
-    o: &Arc<O>,
+    contenders: &[Contender],
     payloads: &[Payload],
     ops: &[Op],
 ) {
     for &op in ops {
         let mut g = c.benchmark_group(format!("{backend}/{}", op.name()));
         for p in payloads {
-            let o = Arc::clone(o);
-            let data = p.data.clone();
-            g.bench_function(BenchmarkId::new(who, p.label), |b| {
-                b.to_async(rt)
-                    .iter_custom(|iters| time_op(&*o, op, &data, iters));
-            });
+            for k in contenders.iter().filter(|k| k.ops.contains(&op)) {
+                let run = Arc::clone(&k.one);
+                let data = p.data.clone();
+                g.bench_function(BenchmarkId::new(k.who, p.label), |b| {
+                    b.to_async(rt)
+                        .iter_custom(|iters| run(op, data.clone(), iters));
+                });
+            }
         }
         g.finish();
     }
@@ -428,26 +471,28 @@ pub async fn time_concurrent<O: Ops>(
     wall.mul_f64(iters as f64 / (per * tasks) as f64)
 }
 
-/// Benchmarks load and save at `tasks` concurrent tasks: group
+/// Benchmarks load and save at `tasks` concurrent tasks for every
+/// contender, side by side like [`compare_ops`]: group
 /// `{backend}/{op}_c{tasks}`.
-pub fn bench_concurrent<O: Ops>(
+pub fn compare_concurrent(
     c: &mut Criterion,
     rt: &Runtime,
     backend: &str,
-    who: &str,
-    o: &Arc<O>,
+    contenders: &[Contender],
     payloads: &[Payload],
     tasks: u64,
 ) {
     for op in [Op::Load, Op::Save] {
         let mut g = c.benchmark_group(format!("{backend}/{}_c{tasks}", op.name()));
         for p in payloads {
-            let o = Arc::clone(o);
-            let data = p.data.clone();
-            g.bench_function(BenchmarkId::new(who, p.label), |b| {
-                b.to_async(rt)
-                    .iter_custom(|iters| time_concurrent(Arc::clone(&o), op, &data, tasks, iters));
-            });
+            for k in contenders {
+                let run = Arc::clone(&k.many);
+                let data = p.data.clone();
+                g.bench_function(BenchmarkId::new(k.who, p.label), |b| {
+                    b.to_async(rt)
+                        .iter_custom(|iters| run(op, data.clone(), tasks, iters));
+                });
+            }
         }
         g.finish();
     }
