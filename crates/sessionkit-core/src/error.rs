@@ -62,9 +62,11 @@ pub enum Error {
     /// `touch`: the record to update does not exist.
     #[error("session not found")]
     NotFound,
-    /// The session changed since it was loaded (compare-and-swap failed), or
-    /// `create` found a live session with the same ID. Load again and retry,
-    /// or use `SessionManager::update`, which does that for you.
+    /// The session changed since it was loaded (compare-and-swap failed,
+    /// or it was rotated meanwhile), or `create` found a live session with
+    /// the same ID. Repeating the same call will fail again: load the
+    /// session again, reapply the change and save that (or use
+    /// `SessionManager::update`, which does it for you).
     #[error("the session was changed concurrently; load it again and retry")]
     Conflict,
     /// The text is not a session ID in canonical form.
@@ -99,19 +101,32 @@ pub enum Error {
     /// incompatible version with no registered upgrade).
     #[error("could not decode the stored session data")]
     Decode(#[source] BoxError),
-    /// The backend failed. `retryable` is true for failures that another
-    /// attempt may not see (lost connection, failover, pool exhausted).
-    #[error("session backend error (retryable: {retryable})")]
+    /// The backend failed. `transient` is true for failures that a later
+    /// attempt of the same call may not see (lost connection, failover,
+    /// pool exhausted); false for those it will see again (a closed pool, a
+    /// missing table, a rejected command). Whether a transient failure
+    /// applied the write is unknown.
+    #[error("session backend error (transient: {transient})")]
     Backend {
         /// The backend's own error.
         #[source]
         source: BoxError,
-        /// Whether retrying the same call may succeed.
-        retryable: bool,
+        /// Whether the same call may succeed later.
+        transient: bool,
     },
-    /// The backend did not answer within the configured time.
-    #[error("the session backend did not answer within {0:?}")]
-    Timeout(Duration),
+    /// The backend aborted the operation and rolled it back before applying
+    /// anything (a deadlock victim, a serialization failure): nothing was
+    /// written, and the same call may succeed now.
+    /// `SessionManager::update` retries it like a conflict.
+    #[error("the session backend aborted the operation (nothing was written); retry it")]
+    Aborted(#[source] BoxError),
+    /// The backend did not answer in time: within the configured limit when
+    /// one is known. Whether a write was applied is unknown.
+    #[error("the session backend did not answer in time{}", match .0 {
+        Some(limit) => format!(" (limit {limit:?})"),
+        None => String::new(),
+    })]
+    Timeout(Option<Duration>),
     /// The operation is not available in this mode (for example listing the
     /// sessions of a subject with stateless tokens).
     #[error("not supported: {0}")]
@@ -122,11 +137,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps a backend error.
-    pub fn backend(source: impl Into<BoxError>, retryable: bool) -> Self {
+    /// Wraps a backend error; `transient` when the same call may succeed
+    /// later.
+    pub fn backend(source: impl Into<BoxError>, transient: bool) -> Self {
         Error::Backend {
             source: source.into(),
-            retryable,
+            transient,
         }
     }
 
@@ -140,21 +156,40 @@ impl Error {
         Error::Encode(source.into())
     }
 
-    /// Whether the same call may succeed if retried (connection loss,
-    /// timeouts, a compare-and-swap conflict).
+    /// Whether the *same call* may succeed if made again later: a transient
+    /// backend failure (connection lost, failover, pool exhausted), a
+    /// timeout, or an aborted transaction. Generic retry middleware may
+    /// retry these (mind that a timed-out write may have been applied).
+    ///
+    /// A [`Error::Conflict`] is *not* transient: repeating a stale save
+    /// fails forever. See [`Error::is_conflict`].
     ///
     /// ```
     /// use std::time::Duration;
     /// use sessionkit_core::Error;
-    /// assert!(Error::Timeout(Duration::from_secs(1)).is_retryable());
-    /// assert!(!Error::InvalidId.is_retryable());
+    /// assert!(Error::Timeout(Some(Duration::from_secs(1))).is_transient());
+    /// assert!(!Error::Conflict.is_transient());
+    /// assert!(!Error::InvalidId.is_transient());
     /// ```
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
-            Error::Backend { retryable, .. } => *retryable,
-            Error::Timeout(_) | Error::Conflict => true,
+            Error::Backend { transient, .. } => *transient,
+            Error::Timeout(_) | Error::Aborted(_) => true,
             _ => false,
         }
+    }
+
+    /// Whether the session changed under the caller: load it again,
+    /// reapply the change and save that (what `SessionManager::update`
+    /// does). A web layer answers it with 409 Conflict.
+    ///
+    /// ```
+    /// use sessionkit_core::Error;
+    /// assert!(Error::Conflict.is_conflict());
+    /// assert!(!Error::NotFound.is_conflict());
+    /// ```
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict)
     }
 
     /// Whether the error means "the ticket the client presented is not a

@@ -36,8 +36,13 @@ pub struct InvalidationMessage {
 pub enum ChannelEvent {
     /// Another instance changed something.
     Message(InvalidationMessage),
-    /// Messages may have been lost (the connection dropped, or the
-    /// subscriber fell behind): evict everything.
+    /// The subscription is gone (the connection dropped): nothing is
+    /// received until a [`ChannelEvent::Reset`] follows. A cache evicts
+    /// everything and reports itself unsubscribed until then.
+    Disconnected,
+    /// Messages may have been lost (the subscription was re-established,
+    /// or the subscriber fell behind): evict everything. The subscription
+    /// is live when this arrives.
     Reset,
 }
 

@@ -135,6 +135,11 @@ pub struct ManagerStats {
     pub update_conflicts: u64,
     /// Idle-timeout extensions written on load.
     pub extensions: u64,
+    /// Sessions written by a newer schema version than this instance's
+    /// (during a rolling deployment or after a rollback). They are treated
+    /// as absent here, and so never overwritten with data this instance
+    /// could not fully understand; also counted in `undecodable`.
+    pub newer_schema: u64,
 }
 
 #[derive(Default)]
@@ -142,6 +147,7 @@ struct Counters {
     undecodable: AtomicU64,
     update_conflicts: AtomicU64,
     extensions: AtomicU64,
+    newer_schema: AtomicU64,
 }
 
 /// Stored data of an older schema version, handed to an upgrade function.
@@ -417,6 +423,7 @@ impl<T: SessionData> SessionManager<T> {
             undecodable: c.undecodable.load(Ordering::Relaxed),
             update_conflicts: c.update_conflicts.load(Ordering::Relaxed),
             extensions: c.extensions.load(Ordering::Relaxed),
+            newer_schema: c.newer_schema.load(Ordering::Relaxed),
         }
     }
 
@@ -451,7 +458,7 @@ impl<T: SessionData> SessionManager<T> {
         };
         match &self.inner.mode {
             Mode::Stateful(store) => {
-                let payload = self.encode(&session.data)?;
+                let payload = self.encode_checked(&session.data)?;
                 self.insert_new(store, &mut session, payload).await?;
             }
             Mode::Stateless { codec, .. } => self.issue(codec, &mut session, now)?,
@@ -468,12 +475,49 @@ impl<T: SessionData> SessionManager<T> {
     /// [`Error::Revoked`]; see [`Error::is_invalid_ticket`]) or when the
     /// backend fails.
     pub async fn load(&self, ticket: &str) -> Result<Option<Session<T>>> {
+        self.load_from(ticket, false).await
+    }
+
+    /// Like [`SessionManager::load`], but asks the store's source of truth,
+    /// past any cache: for security decisions (a privileged action, a
+    /// password or e-mail change, a payment) that must not act on a session
+    /// that another instance already logged out. With a cached store a
+    /// plain `load` may serve a session up to the cache's staleness bound
+    /// after another instance ended it; `load_fresh` never does. Stateless
+    /// mode: the same as `load` (the revocation list is read as usual;
+    /// give it an uncached store when revocations must be seen at once).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sessionkit_core::Result<()> {
+    /// # use sessionkit_core::{SessionManager, testing::VecStore};
+    /// let manager = SessionManager::<u32>::stateful(VecStore::default()).build()?;
+    /// let ticket = manager.create(Some("alice"), 7).await?.ticket().clone();
+    /// let fresh = manager.load_fresh(ticket.as_str()).await?.expect("live");
+    /// assert_eq!(*fresh.data(), 7);
+    /// # Ok(()) }
+    /// ```
+    pub async fn load_fresh(&self, ticket: &str) -> Result<Option<Session<T>>> {
+        self.load_from(ticket, true).await
+    }
+
+    async fn load_from(&self, ticket: &str, fresh: bool) -> Result<Option<Session<T>>> {
         let now = Timestamp::now();
         match &self.inner.mode {
             Mode::Stateful(store) => {
                 let id = SessionId::parse(ticket)?;
-                let Some(record) = store.load(&id).await? else {
-                    return Ok(None);
+                let loaded = if fresh {
+                    store.load_fresh(&id).await
+                } else {
+                    store.load(&id).await
+                };
+                let record = match loaded {
+                    Ok(Some(record)) => record,
+                    Ok(None) => return Ok(None),
+                    // The store could not read its own record back
+                    // (corrupted bytes): no session, counted, never a 500.
+                    Err(e @ Error::Decode(_)) => return self.undecodable(&id, e),
+                    Err(e) => return Err(e),
                 };
                 self.session_from_record(store, record, now, true).await
             }
@@ -497,7 +541,10 @@ impl<T: SessionData> SessionManager<T> {
                     expires_at: claims.expires_at,
                     ticket_changed: false,
                 };
-                if self.extension_due(claims.expires_at, now) {
+                if self
+                    .idle_extension(claims.expires_at, claims.session_started_at, now)
+                    .is_some()
+                {
                     self.issue(codec, &mut session, now)?;
                     self.inner
                         .counters
@@ -538,7 +585,10 @@ impl<T: SessionData> SessionManager<T> {
     /// Read-modify-write that loses no concurrent update: loads the session,
     /// applies `change`, saves with compare-and-swap, and on a conflict
     /// starts over (so `change` may run more than once) with jittered
-    /// exponential backoff, up to the configured number of retries.
+    /// exponential backoff, up to the configured number of retries. A save
+    /// the backend aborted without applying it ([`Error::Aborted`], such as
+    /// a deadlock victim) is retried the same way; a timeout or a lost
+    /// connection is not, since that save may have been applied.
     ///
     /// [`Error::NotFound`] when the ticket has no live session. In stateless
     /// mode there is nothing to compare against: the token is re-issued and
@@ -554,7 +604,7 @@ impl<T: SessionData> SessionManager<T> {
             change(&mut session.data);
             match self.save(&mut session).await {
                 Ok(()) => return Ok(session),
-                Err(Error::Conflict) if attempt < retries => {
+                Err(Error::Conflict | Error::Aborted(_)) if attempt < retries => {
                     self.inner
                         .counters
                         .update_conflicts
@@ -572,11 +622,46 @@ impl<T: SessionData> SessionManager<T> {
     /// above all at login. The current data and subject are written with the
     /// new ID first; only then does the old ID die, so a failure never loses
     /// the session. The creation time (and so the absolute timeout) is kept.
+    ///
+    /// A rotation is atomic against every concurrent end of the session:
+    /// the old ID dies only if it is still the version this copy was loaded
+    /// (or last saved) as. So of N concurrent rotations of one session
+    /// exactly one wins, and a rotation that comes after a `destroy`, a
+    /// `destroy_subject`, another rotation or (stateless) a revocation of the
+    /// session fails and leaves nothing live:
+    ///
+    /// - [`Error::NotFound`] (stateful): the session was ended, expired or
+    ///   rotated meanwhile;
+    /// - [`Error::Conflict`] (stateful): it was saved meanwhile (load it
+    ///   again and retry);
+    /// - [`Error::Revoked`] or [`Error::InvalidToken`] with
+    ///   [`TokenRejection::IssuedBeforeLogout`](crate::TokenRejection)
+    ///   (stateless): the token was revoked, rotated, or its subject logged
+    ///   out everywhere.
+    ///
+    /// On any error `session` is left exactly as it was: its ticket is still
+    /// the old one, so a web layer never hands out a ticket that a failed
+    /// rotation created.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sessionkit_core::Result<()> {
+    /// # use sessionkit_core::{Error, SessionManager, testing::VecStore};
+    /// let manager = SessionManager::<u32>::stateful(VecStore::default()).build()?;
+    /// let ticket = manager.create(Some("alice"), 1).await?.ticket().clone();
+    /// let mut a = manager.load(ticket.as_str()).await?.expect("live");
+    /// let mut b = manager.load(ticket.as_str()).await?.expect("live");
+    /// manager.rotate(&mut a).await?;
+    /// // b's rotation comes second: it fails, and forks nothing.
+    /// assert!(matches!(manager.rotate(&mut b).await, Err(Error::NotFound)));
+    /// assert_eq!(manager.list_subject("alice").await?.len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn rotate(&self, session: &mut Session<T>) -> Result<()> {
         let now = Timestamp::now();
         match &self.inner.mode {
             Mode::Stateful(store) => {
-                let payload = self.encode(&session.data)?;
+                let payload = self.encode_checked(&session.data)?;
                 let old = session.id;
                 let mut next = Session {
                     ticket: Ticket(String::new()),
@@ -589,9 +674,17 @@ impl<T: SessionData> SessionManager<T> {
                     ticket_changed: true,
                 };
                 self.insert_new(store, &mut next, payload).await?;
-                if let Err(e) = store.delete(&old).await {
-                    // Keep the old session as it was; drop the new copy.
-                    let _ = store.delete(&next.id).await;
+                // The old ID dies only if nobody ended, rotated or saved it
+                // since it was loaded; otherwise the new copy is taken back.
+                if let Err(e) = store.compare_and_delete(&old, session.version).await {
+                    if let Err(cleanup) = store.delete(&next.id).await {
+                        // Nobody holds its ticket; it expires by itself.
+                        tracing::warn!(
+                            session = %next.id.redacted(),
+                            error = %cleanup,
+                            "could not take back the copy of a failed rotation"
+                        );
+                    }
                     return Err(e);
                 }
                 session.ticket = next.ticket;
@@ -602,15 +695,36 @@ impl<T: SessionData> SessionManager<T> {
                 Ok(())
             }
             Mode::Stateless { codec, revocations } => {
+                // Refuse to rotate a token that was revoked or logged out
+                // everywhere meanwhile.
+                revocations
+                    .check_session(&session.id, session.subject.as_deref(), session.created_at)
+                    .await?;
                 let old = session.id;
                 let old_deadline = self.token_lifetime_end(session, codec.as_ref());
-                let mut next_id = SessionId::try_generate()?;
-                std::mem::swap(&mut session.id, &mut next_id);
-                if let Err(e) = self.issue(codec, session, now) {
-                    session.id = old;
-                    return Err(e);
+                // Sign the new token on a copy: the session changes only once
+                // the old token is revoked.
+                let next = Session {
+                    ticket: Ticket(String::new()),
+                    id: SessionId::try_generate()?,
+                    subject: session.subject.clone(),
+                    data: (),
+                    version: 1,
+                    created_at: session.created_at,
+                    expires_at: session.expires_at,
+                    ticket_changed: true,
+                };
+                let (ticket, expires_at) = self.sign(codec, &next, &session.data, now)?;
+                // Exactly one of concurrent rotations revokes the old token
+                // first; the others find it revoked.
+                if !revocations.revoke_once(&old, old_deadline).await? {
+                    return Err(Error::Revoked);
                 }
-                revocations.revoke(&old, old_deadline).await
+                session.id = next.id;
+                session.ticket = ticket;
+                session.expires_at = expires_at;
+                session.ticket_changed = true;
+                Ok(())
             }
         }
     }
@@ -635,11 +749,29 @@ impl<T: SessionData> SessionManager<T> {
 
     /// Ends every session of `subject` ("log out everywhere"). Stateful:
     /// deletes them and returns how many. Stateless: rejects every token of
-    /// the subject issued until now, and returns 0 (tokens are not counted).
+    /// every session of the subject started until now (however often it
+    /// was re-issued or rotated since), and returns 0 (tokens are not
+    /// counted).
+    ///
+    /// A rotation racing this call never leaves a session alive: on a store
+    /// whose `delete_subject` is not one atomic step, a rotation could
+    /// write its new record after the subject's sessions were listed and
+    /// remove the old one before they are deleted, so the deletion is
+    /// repeated until a pass finds nothing (at most a few passes).
     pub async fn destroy_subject(&self, subject: &str) -> Result<u64> {
         validate_subject(subject)?;
         match &self.inner.mode {
-            Mode::Stateful(store) => store.delete_subject(subject).await,
+            Mode::Stateful(store) => {
+                let mut total = 0;
+                for _ in 0..DELETE_SUBJECT_PASSES {
+                    let removed = store.delete_subject(subject).await?;
+                    total += removed;
+                    if removed == 0 {
+                        break;
+                    }
+                }
+                Ok(total)
+            }
             Mode::Stateless { codec, revocations } => {
                 let now = Timestamp::now();
                 let keep = now + self.inner.config.absolute_timeout + codec.leeway();
@@ -678,12 +810,35 @@ impl<T: SessionData> SessionManager<T> {
         (now + c.idle_timeout).min(created_at + c.absolute_timeout)
     }
 
-    /// Whether the last idle extension (at `expires_at - idle`) is at least
-    /// `touch_interval` old.
-    fn extension_due(&self, expires_at: Timestamp, now: Timestamp) -> bool {
+    /// The expiry of a token signed now: the [deadline](Self::deadline) in
+    /// whole seconds, rounded down, since that is what a token carries
+    /// (`exp`). Comparing it with a decoded `exp` is then exact.
+    fn token_deadline(&self, now: Timestamp, created_at: Timestamp) -> Timestamp {
+        Timestamp::from_secs(self.deadline(now, created_at).as_secs())
+    }
+
+    /// The new expiry an idle extension at `now` writes, if one is due: the
+    /// last extension (at `expires_at - idle`) is at least `touch_interval`
+    /// old *and* the new deadline is later than the current one. Near the
+    /// absolute timeout the deadline stops moving, and then nothing is
+    /// written (or re-signed) however often the session is read. Shared by
+    /// the stateful and the stateless path.
+    fn idle_extension(
+        &self,
+        expires_at: Timestamp,
+        created_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
         let c = &self.inner.config;
         let last_extended = expires_at - c.idle_timeout;
-        now >= last_extended + c.touch_interval()
+        if now < last_extended + c.touch_interval() {
+            return None;
+        }
+        let next = match self.inner.mode {
+            Mode::Stateful(_) => self.deadline(now, created_at),
+            Mode::Stateless { .. } => self.token_deadline(now, created_at),
+        };
+        (next > expires_at).then_some(next)
     }
 
     fn encode(&self, data: &T) -> Result<Bytes> {
@@ -699,12 +854,54 @@ impl<T: SessionData> SessionManager<T> {
         Ok(Envelope::write(c.codec, c.schema, &body).into())
     }
 
+    /// Encodes `data` and checks that it decodes again: a type the codec
+    /// can write but not read back (bincode and postcard cannot read
+    /// `serde_json::Value`, `#[serde(flatten)]`, untagged enums…) is refused
+    /// when the session is created, not turned into a session that later
+    /// loads as `None`. JSON reads back whatever it writes.
+    fn encode_checked(&self, data: &T) -> Result<Bytes> {
+        let payload = self.encode(data)?;
+        let codec = self.inner.config.codec;
+        if codec != PayloadCodec::Json
+            && let Err(e) = self.decode(&payload)
+        {
+            return Err(Error::Encode(
+                format!(
+                    "the session type cannot be read back by the {codec:?} codec ({e}: {}); \
+                     it probably relies on a self-describing format (serde_json::Value, \
+                     #[serde(flatten)], untagged enums): use PayloadCodec::Json",
+                    std::error::Error::source(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                )
+                .into(),
+            ));
+        }
+        Ok(payload)
+    }
+
+    /// Data of a newer schema is never read as the current type: it cannot
+    /// be fully understood here, and a save would write it back without
+    /// what it could not understand (a rollback must lose nothing).
+    fn newer_schema(&self, schema: u32) -> Error {
+        self.inner
+            .counters
+            .newer_schema
+            .fetch_add(1, Ordering::Relaxed);
+        Error::decode(format!(
+            "written by schema version {schema}, newer than this instance's {}; \
+             treated as no session so that it is never overwritten here",
+            self.inner.config.schema
+        ))
+    }
+
     fn decode(&self, payload: &[u8]) -> Result<T> {
         let envelope = Envelope::read(payload)?;
         let codec = envelope.codec()?;
-        // Newer schemas are tried as the current type: self-describing
-        // codecs tolerate added optional fields.
-        if envelope.schema >= self.inner.config.schema {
+        if envelope.schema > self.inner.config.schema {
+            return Err(self.newer_schema(envelope.schema));
+        }
+        if envelope.schema == self.inner.config.schema {
             return codec.decode(envelope.body);
         }
         match self.inner.upgrades.get(&envelope.schema) {
@@ -717,7 +914,10 @@ impl<T: SessionData> SessionManager<T> {
     }
 
     fn decode_json(&self, schema: u32, value: &serde_json::Value) -> Result<T> {
-        if schema >= self.inner.config.schema {
+        if schema > self.inner.config.schema {
+            return Err(self.newer_schema(schema));
+        }
+        if schema == self.inner.config.schema {
             return T::deserialize(value).map_err(Error::decode);
         }
         match self.inner.upgrades.get(&schema) {
@@ -799,26 +999,24 @@ impl<T: SessionData> SessionManager<T> {
             expires_at: record.expires_at,
             ticket_changed: false,
         };
-        if extend && self.extension_due(record.expires_at, now) {
-            let next = self.deadline(now, record.created_at);
-            if next > record.expires_at {
-                match store.touch(&record.id, next).await {
-                    Ok(()) => {
-                        session.expires_at = next;
-                        self.inner
-                            .counters
-                            .extensions
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(Error::NotFound) => return Ok(None),
-                    // The read succeeded; a failed extension only means the
-                    // session keeps its current expiry.
-                    Err(e) => tracing::warn!(
-                        session = %record.id.redacted(),
-                        error = %e,
-                        "could not extend the idle timeout"
-                    ),
+        if extend && let Some(next) = self.idle_extension(record.expires_at, record.created_at, now)
+        {
+            match store.touch(&record.id, next).await {
+                Ok(()) => {
+                    session.expires_at = next;
+                    self.inner
+                        .counters
+                        .extensions
+                        .fetch_add(1, Ordering::Relaxed);
                 }
+                Err(Error::NotFound) => return Ok(None),
+                // The read succeeded; a failed extension only means the
+                // session keeps its current expiry.
+                Err(e) => tracing::warn!(
+                    session = %record.id.redacted(),
+                    error = %e,
+                    "could not extend the idle timeout"
+                ),
             }
         }
         Ok(Some(session))
@@ -831,8 +1029,25 @@ impl<T: SessionData> SessionManager<T> {
         session: &mut Session<T>,
         now: Timestamp,
     ) -> Result<()> {
+        let (ticket, expires_at) = self.sign(codec, session, &session.data, now)?;
+        session.ticket = ticket;
+        session.expires_at = expires_at;
+        session.ticket_changed = true;
+        Ok(())
+    }
+
+    /// Signs a token carrying `data` for the session `meta` describes (its
+    /// ID, subject and start) as of `now`; changes nothing. Returns the
+    /// token and its expiry.
+    fn sign<U>(
+        &self,
+        codec: &Arc<dyn TokenCodec>,
+        meta: &Session<U>,
+        data: &T,
+        now: Timestamp,
+    ) -> Result<(Ticket, Timestamp)> {
         let c = &self.inner.config;
-        let data = serde_json::to_value(&session.data).map_err(Error::encode)?;
+        let data = serde_json::to_value(data).map_err(Error::encode)?;
         let size = json_len(&data)?;
         if size > c.max_payload {
             return Err(Error::TooLarge {
@@ -840,21 +1055,18 @@ impl<T: SessionData> SessionManager<T> {
                 limit: c.max_payload,
             });
         }
-        let expires_at = self.deadline(now, session.created_at);
+        let expires_at = self.token_deadline(now, meta.created_at);
         let claims = TokenClaims {
-            jti: session.id,
-            subject: session.subject.clone(),
+            jti: meta.id,
+            subject: meta.subject.clone(),
             issued_at: now,
             expires_at,
             not_before: None,
-            session_started_at: session.created_at,
+            session_started_at: meta.created_at,
             schema: c.schema,
             data,
         };
-        session.ticket = Ticket(codec.encode(&claims)?);
-        session.expires_at = expires_at;
-        session.ticket_changed = true;
-        Ok(())
+        Ok((Ticket(codec.encode(&claims)?), expires_at))
     }
 
     /// The last instant any token of this session can be valid.
@@ -865,6 +1077,11 @@ impl<T: SessionData> SessionManager<T> {
             + codec.leeway()
     }
 }
+
+/// Upper bound on `delete_subject` passes in `destroy_subject`: each pass
+/// after the first only finds sessions rotated or created during the
+/// previous one.
+const DELETE_SUBJECT_PASSES: usize = 4;
 
 /// The length of `value` serialized as JSON, counted without building it.
 fn json_len(value: &serde_json::Value) -> Result<usize> {

@@ -7,8 +7,12 @@
 //!
 //! - a revoked token ID (`jti`), kept until the token would have expired
 //!   anyway (plus the codec's leeway), so the list never grows without bound;
-//! - a per-subject *not-before* instant: every token of that subject issued
-//!   at or before it is rejected ("log out everywhere").
+//! - a per-subject *not-before* instant: every token of a session of that
+//!   subject that *started* at or before it is rejected ("log out
+//!   everywhere"). The session start (`session_started_at`) is kept across
+//!   re-issued and rotated tokens, so a token re-signed or rotated after
+//!   the logout is rejected too, and a codec refuses start instants in the
+//!   future, so no clock a token carries can outlive the logout.
 //!
 //! Nothing here is JWT-specific: it works with any [`TokenCodec`].
 //!
@@ -96,16 +100,49 @@ impl RevocationList {
         Err(Error::Conflict)
     }
 
+    /// Revokes `jti` until `until` unless it is revoked already: `Ok(true)`
+    /// when this call revoked it, `Ok(false)` when it already was. Of
+    /// several concurrent calls for one `jti` exactly one returns `true`
+    /// (the store's `create` never overwrites a live record): this is what
+    /// makes a stateless rotation atomic.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sessionkit_core::Result<()> {
+    /// # use std::time::Duration;
+    /// # use sessionkit_core::{RevocationList, SessionId, Timestamp};
+    /// # let revocations = RevocationList::new(sessionkit_core::testing::VecStore::default());
+    /// let jti = SessionId::generate();
+    /// let until = Timestamp::now() + Duration::from_secs(600);
+    /// assert!(revocations.revoke_once(&jti, until).await?);
+    /// assert!(!revocations.revoke_once(&jti, until).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_once(&self, jti: &SessionId, until: Timestamp) -> Result<bool> {
+        let now = Timestamp::now();
+        if until <= now {
+            // Already dead: nothing to remember, and nobody can win with it.
+            return Ok(false);
+        }
+        let record = Record::new(*jti, None, Bytes::new(), now, until);
+        match self.store.create(&record).await {
+            Ok(()) => Ok(true),
+            Err(Error::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `jti` is currently revoked.
     pub async fn is_revoked(&self, jti: &SessionId) -> Result<bool> {
         Ok(self.store.load(jti).await?.is_some())
     }
 
-    /// Rejects every token of `subject` issued at or before `at` (so a
-    /// token minted in the same millisecond as the logout is rejected too);
-    /// the marker is
-    /// kept until `keep_until` (give the longest lifetime a token can have).
-    /// The not-before instant only ever moves forward.
+    /// Rejects every token of every session of `subject` that started at or
+    /// before `at` (so a login in the same millisecond as the logout is
+    /// rejected too), however and whenever its tokens were re-issued or
+    /// rotated; the marker is kept until `keep_until` (give the longest
+    /// lifetime a session can have). The not-before instant only ever moves
+    /// forward.
     pub async fn logout_everywhere(
         &self,
         subject: &str,
@@ -155,22 +192,37 @@ impl RevocationList {
 
     /// Checks decoded claims: [`Error::Revoked`] when the `jti` is revoked,
     /// [`Error::InvalidToken`] with [`TokenRejection::IssuedBeforeLogout`]
-    /// when the token was issued at or before its subject's not-before
-    /// instant. The two
-    /// lookups run concurrently.
+    /// when the token's session started at or before its subject's
+    /// not-before instant. The two lookups run concurrently.
     pub async fn check(&self, claims: &TokenClaims) -> Result<()> {
+        self.check_session(
+            &claims.jti,
+            claims.subject.as_deref(),
+            claims.session_started_at,
+        )
+        .await
+    }
+
+    /// [`RevocationList::check`] for a session known by its token ID,
+    /// subject and start instant.
+    pub async fn check_session(
+        &self,
+        jti: &SessionId,
+        subject: Option<&str>,
+        started_at: Timestamp,
+    ) -> Result<()> {
         let not_before = async {
-            match &claims.subject {
+            match subject {
                 Some(subject) => self.not_before(subject).await,
                 None => Ok(None),
             }
         };
-        let (revoked, not_before) = tokio::join!(self.is_revoked(&claims.jti), not_before);
+        let (revoked, not_before) = tokio::join!(self.is_revoked(jti), not_before);
         if revoked? {
             return Err(Error::Revoked);
         }
         if let Some(nb) = not_before?
-            && claims.issued_at <= nb
+            && started_at <= nb
         {
             return Err(Error::InvalidToken(TokenRejection::IssuedBeforeLogout));
         }

@@ -27,8 +27,27 @@ use crate::timestamp::Timestamp;
 /// - `touch` moves `expires_at` of a live record without touching its payload
 ///   or version; missing or expired is [`Error::NotFound`];
 /// - `delete` is idempotent and reports whether a live record was removed;
+/// - `compare_and_delete` removes a live record only while its stored
+///   version is still the given one: a different version is
+///   [`Error::Conflict`] and a missing or expired record is
+///   [`Error::NotFound`], and in both cases nothing is removed. It must be
+///   atomic against `save`, `delete`, `delete_subject` and other
+///   `compare_and_delete` calls on the same ID: of two concurrent
+///   compare-and-deletes of one version, exactly one returns `Ok`. It is
+///   what makes a rotation atomic against every concurrent end of the
+///   session (see `SessionManager::rotate`);
 /// - `list_subject` / `delete_subject` see every live record of one subject
-///   and only those;
+///   and only those; once `create` of a record with a subject has returned,
+///   `list_subject` lists it (while it is live) and `delete_subject` removes
+///   it, even when the two race;
+/// - a stored record that cannot be read back (corrupted bytes, a row that
+///   fails to decode) is an [`Error::Decode`] for `load`, and is skipped,
+///   with a `tracing` warning, by `list_subject` (one bad record must not
+///   hide a user's other sessions); `delete_subject` still removes it;
+/// - `load_fresh` is `load`, answered by the backend itself: a store that
+///   caches (such as a cached store in front of another) must not answer it
+///   from the cache. The default implementation calls `load`, which is
+///   right for every store that does not cache;
 /// - `delete_expired` purges expired records for stores without native TTL
 ///   and returns how many it removed (stores with native expiry return 0).
 ///
@@ -50,6 +69,19 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes a record; `true` when a live record was removed.
     async fn delete(&self, id: &SessionId) -> Result<bool>;
+
+    /// Removes a live record only if its stored version is `version`
+    /// (compare-and-delete). [`Error::Conflict`] when the stored version
+    /// differs, [`Error::NotFound`] when there is no live record; nothing
+    /// is removed in either case.
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()>;
+
+    /// Loads a live record from the source of truth, bypassing any cache.
+    /// For security decisions (a privileged action, a password change)
+    /// that must not act on a session another instance already ended.
+    async fn load_fresh(&self, id: &SessionId) -> Result<Option<Record>> {
+        self.load(id).await
+    }
 
     /// Every live record of `subject`.
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>>;
@@ -79,6 +111,12 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         (**self).delete(id).await
+    }
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        (**self).compare_and_delete(id, version).await
+    }
+    async fn load_fresh(&self, id: &SessionId) -> Result<Option<Record>> {
+        (**self).load_fresh(id).await
     }
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         (**self).list_subject(subject).await

@@ -87,6 +87,17 @@ impl SessionStore for VecStore {
         self.with(|map, _| Ok(map.remove(id).is_some()))
     }
 
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        self.with(|map, _| match map.get(id) {
+            None => Err(Error::NotFound),
+            Some(stored) if stored.version != version => Err(Error::Conflict),
+            Some(_) => {
+                map.remove(id);
+                Ok(())
+            }
+        })
+    }
+
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         self.with(|map, _| {
             Ok(map

@@ -291,7 +291,18 @@ struct InHeader<'a> {
     alg: Cow<'a, str>,
     #[serde(borrow)]
     kid: Option<Cow<'a, str>>,
+    /// `Some` whenever the header has a `crit` member, whatever its value
+    /// (`null` included).
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde::de::IgnoredAny>,
+}
+
+/// Deserializes any value, `null` included, as `Some`: so that a header
+/// member's presence is seen even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<serde::de::IgnoredAny>, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(Some)
 }
 
 /// Whole seconds of a millisecond instant for `exp` / `nbf`: rounded down,
@@ -500,9 +511,9 @@ impl JwtCodec {
             return Err(reject(TokenRejection::Algorithm));
         }
         // We understand no header extension, so any `crit` must be refused
-        // (RFC 7515 §4.1.11).
+        // (RFC 7515 §4.1.11), whatever its value.
         if header.crit.is_some() {
-            return Err(reject(TokenRejection::Malformed));
+            return Err(reject(TokenRejection::CriticalHeader));
         }
         let state = self.state();
         let key = match header.kid.as_deref() {
@@ -539,6 +550,9 @@ impl JwtCodec {
             serde_json::from_slice(&payload).map_err(|_| reject(TokenRejection::Malformed))?;
         let exp = claims.get("exp").map(numeric_date_ms).transpose()?;
         let nbf = claims.get("nbf").map(numeric_date_ms).transpose()?;
+        if let Some(iat) = claims.get("iat").map(numeric_date_ms).transpose()? {
+            self.check_not_future(iat)?;
+        }
         let iss = match claims.get("iss") {
             None => None,
             Some(Value::String(s)) => Some(s.as_str()),
@@ -550,6 +564,17 @@ impl JwtCodec {
             .transpose()?;
         self.check_registered(exp, nbf, iss, aud.as_ref())?;
         Ok(claims)
+    }
+
+    /// An issue instant (ms) later than now plus the leeway is refused: a
+    /// token from the future would outlive every not-before instant.
+    fn check_not_future(&self, issued_ms: i64) -> Result<()> {
+        let now = (self.clock)().as_millis();
+        let leeway = i64::try_from(self.leeway.as_millis()).unwrap_or(i64::MAX);
+        if issued_ms > now.saturating_add(leeway) {
+            return Err(reject(TokenRejection::IssuedInFuture));
+        }
+        Ok(())
     }
 
     /// `exp` (required), `nbf`, `iss`, `aud`, all instants in ms.
@@ -639,6 +664,11 @@ impl TokenCodec for JwtCodec {
         }
         let iat = c.iat.ok_or_else(missing)?;
         let issued_at = secs_to_ms(iat).saturating_add(i64::from(ims));
+        let session_started_at = c.sst.ok_or_else(missing)?;
+        // Neither the token nor its session may claim to start later than
+        // now: log-out-everywhere compares the session start.
+        self.check_not_future(issued_at)?;
+        self.check_not_future(session_started_at)?;
         Ok(TokenClaims {
             jti,
             subject: c.sub,
@@ -646,7 +676,7 @@ impl TokenCodec for JwtCodec {
             // exp is present: check_registered requires it.
             expires_at: Timestamp::from_secs(c.exp.ok_or_else(missing)?),
             not_before: c.nbf.map(Timestamp::from_secs),
-            session_started_at: Timestamp::from_millis(c.sst.ok_or_else(missing)?),
+            session_started_at: Timestamp::from_millis(session_started_at),
             schema: c.sch.ok_or_else(missing)?,
             data: c.dat,
         })

@@ -309,13 +309,58 @@ fn a_claim_of_the_wrong_type_is_malformed() {
 }
 
 #[test]
-fn an_unknown_critical_header_is_rejected() {
+fn a_critical_header_is_rejected_whatever_its_value() {
+    // We understand no extension, so `crit` with any value is refused —
+    // `null` and an empty list included (RFC 7515 §4.1.11).
     let codec = hs256_codec();
-    let (mut header, payload) = parts_json(&codec.encode(&claims()).unwrap());
-    header["crit"] = json!(["b64"]);
-    header["b64"] = json!(false);
-    let token = forge_hmac(&header, &payload, Algorithm::HS256, &SECRET_1);
-    assert_rejected(codec.decode(&token), TokenRejection::Malformed);
+    let (header, payload) = parts_json(&codec.encode(&claims()).unwrap());
+    for crit in [
+        json!(["b64"]),
+        json!(null),
+        json!([]),
+        json!("exp"),
+        json!({}),
+    ] {
+        let mut header = header.clone();
+        header["crit"] = crit.clone();
+        header["b64"] = json!(false);
+        let token = forge_hmac(&header, &payload, Algorithm::HS256, &SECRET_1);
+        assert_rejected(codec.decode(&token), TokenRejection::CriticalHeader);
+        assert!(
+            codec.decode_json(&token).is_err(),
+            "decode_json accepted crit = {crit}"
+        );
+    }
+}
+
+#[test]
+fn a_token_issued_in_the_future_is_rejected() {
+    // A validly signed token whose iat (or session start) is later than now
+    // plus the leeway (5 s here): it would outlive log-out-everywhere.
+    let codec = hs256_codec();
+    let now = Timestamp::now();
+    let mut ahead = claims();
+    ahead.issued_at = now + Duration::from_secs(120);
+    assert_rejected(
+        codec.decode(&codec.encode(&ahead).unwrap()),
+        TokenRejection::IssuedInFuture,
+    );
+    let mut started_ahead = claims();
+    started_ahead.session_started_at = now + Duration::from_secs(120);
+    assert_rejected(
+        codec.decode(&codec.encode(&started_ahead).unwrap()),
+        TokenRejection::IssuedInFuture,
+    );
+    // The far future, forged into the payload as a raw number.
+    let (header, mut payload) = parts_json(&codec.encode(&claims()).unwrap());
+    payload["iat"] = json!(i64::MAX / 1000);
+    let forged = forge_hmac(&header, &payload, Algorithm::HS256, &SECRET_1);
+    assert_rejected(codec.decode(&forged), TokenRejection::IssuedInFuture);
+    assert!(codec.decode_json(&forged).is_err());
+    // Within the leeway is fine (clock skew between hosts).
+    let mut skewed = claims();
+    skewed.issued_at = now + Duration::from_secs(2);
+    assert!(codec.decode(&codec.encode(&skewed).unwrap()).is_ok());
 }
 
 #[test]
@@ -333,7 +378,7 @@ fn every_rejection_is_an_invalid_ticket() {
     let codec = hs256_codec();
     let err = codec.decode("nope").unwrap_err();
     assert!(err.is_invalid_ticket());
-    assert!(!err.is_retryable());
+    assert!(!err.is_transient());
 }
 
 #[test]

@@ -412,6 +412,140 @@ pub async fn delete_is_idempotent<S: SessionStore + ?Sized>(store: &S) {
     );
 }
 
+/// `compare_and_delete` of the stored version removes the record: it no
+/// longer loads, is no longer listed for its subject, and its ID can be
+/// created again.
+pub async fn compare_and_delete_current_version_removes<S: SessionStore + ?Sized>(store: &S) {
+    let subject = unique_subject("cad");
+    let record = fresh_record(Some(&subject), &b"bye"[..], LONG_TTL);
+    must_create(store, &record).await;
+    let mut saved = record.clone();
+    saved.payload = Bytes::from_static(b"saved");
+    let version = store.save(&saved).await.expect("save");
+    if let Err(e) = store.compare_and_delete(&record.id, version).await {
+        panic!("compare_and_delete of the stored version must succeed, got {e:?}");
+    }
+    assert_eq!(
+        must_load(store, &record.id).await,
+        None,
+        "compare_and_delete must remove the record"
+    );
+    assert!(
+        store
+            .list_subject(&subject)
+            .await
+            .expect("list_subject")
+            .is_empty(),
+        "compare_and_delete must remove the record from its subject's list"
+    );
+    match store.compare_and_delete(&record.id, version).await {
+        Err(Error::NotFound) => {}
+        other => panic!("a second compare_and_delete must be Err(NotFound), got {other:?}"),
+    }
+    must_create(store, &record).await;
+}
+
+/// `compare_and_delete` of a version that is not the stored one is
+/// `Conflict` and removes nothing (older and newer versions alike).
+pub async fn compare_and_delete_stale_version_conflicts<S: SessionStore + ?Sized>(store: &S) {
+    let subject = unique_subject("cad-stale");
+    let record = fresh_record(Some(&subject), &b"keep"[..], LONG_TTL);
+    must_create(store, &record).await;
+    let version = store.save(&record).await.expect("save");
+    for stale in [version - 1, version + 1] {
+        match store.compare_and_delete(&record.id, stale).await {
+            Err(Error::Conflict) => {}
+            other => panic!(
+                "compare_and_delete of version {stale} when {version} is stored must be Err(Conflict), got {other:?}"
+            ),
+        }
+    }
+    let loaded = must_load(store, &record.id)
+        .await
+        .expect("a conflicting compare_and_delete must remove nothing");
+    assert_eq!(loaded.version, version);
+    assert_eq!(
+        store
+            .list_subject(&subject)
+            .await
+            .expect("list_subject")
+            .len(),
+        1
+    );
+}
+
+/// `compare_and_delete` of an ID never stored, or of an expired record, is
+/// `NotFound`.
+pub async fn compare_and_delete_missing_is_not_found<S: SessionStore + ?Sized>(store: &S) {
+    match store.compare_and_delete(&SessionId::generate(), 1).await {
+        Err(Error::NotFound) => {}
+        other => panic!("compare_and_delete of an absent id must be Err(NotFound), got {other:?}"),
+    }
+    let short = fresh_record(None, &b"short"[..], SHORT_TTL);
+    must_create(store, &short).await;
+    wait_until_past(short.expires_at).await;
+    match store.compare_and_delete(&short.id, 1).await {
+        Err(Error::NotFound) => {}
+        other => {
+            panic!("compare_and_delete of an expired record must be Err(NotFound), got {other:?}")
+        }
+    }
+}
+
+/// The policy for a stored record that cannot be read back (corrupted
+/// bytes, a row that fails to decode): `load` of it is
+/// [`Error::Decode`], `list_subject` skips it and still lists the
+/// subject's other sessions, and `delete_subject` removes it too.
+///
+/// The suite cannot corrupt a record by itself: `corrupt` does it for the
+/// backend (overwrite the stored bytes, write a bad column with raw SQL…).
+/// Not part of [`conformance_suite!`](crate::conformance_suite); call it
+/// from a test of your store:
+///
+/// ```no_run
+/// # async fn demo(store: &impl sessionkit_core::SessionStore) {
+/// sessionkit_testkit::cases::corrupt_record_is_skipped_by_list_subject(store, |id| async move {
+///     // e.g. `SET <key of id> garbage` on the backend
+///     # let _ = id;
+/// })
+/// .await;
+/// # }
+/// ```
+pub async fn corrupt_record_is_skipped_by_list_subject<S, F, Fut>(store: &S, corrupt: F)
+where
+    S: SessionStore + ?Sized,
+    F: FnOnce(SessionId) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let subject = unique_subject("corrupt");
+    let good = fresh_record(Some(&subject), &b"good"[..], LONG_TTL);
+    let bad = fresh_record(Some(&subject), &b"bad"[..], LONG_TTL);
+    must_create(store, &good).await;
+    must_create(store, &bad).await;
+    corrupt(bad.id).await;
+    match store.load(&bad.id).await {
+        Err(Error::Decode(_)) => {}
+        other => panic!("load of a corrupted record must be Err(Decode), got {other:?}"),
+    }
+    match store.list_subject(&subject).await {
+        Ok(listed) => assert_eq!(
+            listed,
+            vec![good.clone()],
+            "list_subject must skip the corrupted record and list the others"
+        ),
+        Err(e) => panic!("one corrupted record must not make list_subject fail: {e:?}"),
+    }
+    store
+        .delete_subject(&subject)
+        .await
+        .expect("delete_subject with a corrupted record");
+    assert_eq!(must_load(store, &good.id).await, None);
+    match store.load(&bad.id).await {
+        Ok(None) => {}
+        other => panic!("delete_subject must remove the corrupted record too, got {other:?}"),
+    }
+}
+
 /// `list_subject` returns every live record of one subject and nothing of
 /// any other subject (nor records without subject).
 pub async fn list_subject_returns_only_that_subject<S: SessionStore + ?Sized>(store: &S) {

@@ -12,7 +12,13 @@
 //! - [`concurrent_updates_lose_nothing`]: 32 tasks × 50 read-modify-write
 //!   increments through `SessionManager::update` on one session must end
 //!   at exactly 1,600 ([`concurrent_updates_two_instances`] does the same
-//!   through two manager instances over one shared backend).
+//!   through two manager instances over one shared backend);
+//! - [`interleavings`]: two requests on one session in the worst order,
+//!   forced with a [`GatedStore`](interleavings::GatedStore) (a rotation
+//!   racing a logout, log-out-everywhere, another rotation or a save), and
+//!   the same races repeated 200 times concurrently: never a fork, never a
+//!   resurrected session, never a lost save, and a subject index that
+//!   agrees with the sessions after a login races log-out-everywhere.
 //!
 //! # Using it for your own store
 //!
@@ -40,6 +46,7 @@
 //! #   async fn save(&self, r: &sessionkit_core::Record) -> sessionkit_core::Result<u64> { self.0.save(r).await }
 //! #   async fn touch(&self, id: &sessionkit_core::SessionId, t: sessionkit_core::Timestamp) -> sessionkit_core::Result<()> { self.0.touch(id, t).await }
 //! #   async fn delete(&self, id: &sessionkit_core::SessionId) -> sessionkit_core::Result<bool> { self.0.delete(id).await }
+//! #   async fn compare_and_delete(&self, id: &sessionkit_core::SessionId, v: u64) -> sessionkit_core::Result<()> { self.0.compare_and_delete(id, v).await }
 //! #   async fn list_subject(&self, s: &str) -> sessionkit_core::Result<Vec<sessionkit_core::Record>> { self.0.list_subject(s).await }
 //! #   async fn delete_subject(&self, s: &str) -> sessionkit_core::Result<u64> { self.0.delete_subject(s).await }
 //! #   async fn delete_expired(&self) -> sessionkit_core::Result<u64> { self.0.delete_expired().await }
@@ -55,8 +62,9 @@
 //! # fn main() {}
 //! ```
 //!
-//! The macro expands to one `#[test]` per contract rule plus
-//! `model_based_property` and `concurrent_updates_lose_nothing`. Each test
+//! The macro expands to one `#[test]` per contract rule and per function in
+//! [`interleavings`], plus `model_based_property` and
+//! `concurrent_updates_lose_nothing`. Each test
 //! builds its own multi-threaded Tokio runtime (4 workers, time and I/O
 //! enabled), so the calling crate needs no Tokio dev-dependency for the
 //! macro itself. The factory is called once per test, possibly from several
@@ -81,6 +89,7 @@
 
 pub mod cases;
 mod concurrency;
+pub mod interleavings;
 mod model;
 
 pub use concurrency::{
@@ -170,6 +179,9 @@ macro_rules! conformance_suite {
             touch_moves_expiry,
             touch_missing_is_not_found,
             delete_is_idempotent,
+            compare_and_delete_current_version_removes,
+            compare_and_delete_stale_version_conflicts,
+            compare_and_delete_missing_is_not_found,
             list_subject_returns_only_that_subject,
             delete_subject_removes_only_that_subject,
             subjects_compare_exactly,
@@ -177,6 +189,17 @@ macro_rules! conformance_suite {
             payload_empty_round_trips,
             payload_1mib_round_trips_byte_exact,
             ids_100k_distinct,
+        );
+
+        $crate::conformance_suite!(@interleavings $factory;
+            rotate_vs_destroy_nothing_live,
+            rotate_vs_rotate_one_wins,
+            rotate_vs_destroy_subject_nothing_live,
+            save_vs_rotate_keeps_the_save,
+            concurrent_rotations_never_fork,
+            concurrent_rotate_and_logout_never_resurrect,
+            create_vs_delete_subject_index_agrees,
+            concurrent_compare_and_delete_one_wins,
         );
 
         #[test]
@@ -195,6 +218,19 @@ macro_rules! conformance_suite {
                 $crate::concurrent_updates_lose_nothing(store).await;
             });
         }
+    };
+    (@interleavings $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::__private::block_on(async {
+                    let Some(store) = $factory().await else {
+                        return;
+                    };
+                    $crate::interleavings::$case(::std::sync::Arc::new(store)).await;
+                });
+            }
+        )*
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(

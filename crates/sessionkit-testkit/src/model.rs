@@ -71,6 +71,10 @@ enum Op {
     Delete {
         id: usize,
     },
+    CompareAndDelete {
+        id: usize,
+        version: Version,
+    },
     DeleteSubject {
         subject: usize,
     },
@@ -107,6 +111,15 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         ),
         2 => (id(), touch_to).prop_map(|(id, to)| Op::Touch { id, to }),
         2 => id().prop_map(|id| Op::Delete { id }),
+        2 => (
+            id(),
+            prop_oneof![
+                3 => Just(Version::Current),
+                1 => Just(Version::Behind),
+                1 => Just(Version::Ahead),
+            ]
+        )
+            .prop_map(|(id, version)| Op::CompareAndDelete { id, version }),
         1 => (0..SUBJECT_POOL).prop_map(|subject| Op::DeleteSubject { subject }),
         2 => (0..SUBJECT_POOL).prop_map(|subject| Op::ListSubject { subject }),
     ]
@@ -249,6 +262,28 @@ async fn run_sequence<S: SessionStore + ?Sized>(store: &S, ops: &[Op]) -> Result
                 Op::Delete { id } => {
                     let expected = Ok(model.remove(id).is_some());
                     check(step, op, expected, outcome(store.delete(&ids[*id]).await))?;
+                }
+                Op::CompareAndDelete { id, version } => {
+                    let current = model.get(id).map_or(1, |r| r.version);
+                    let version = match version {
+                        Version::Current => current,
+                        Version::Behind => current - 1,
+                        Version::Ahead => current + 1,
+                    };
+                    let expected = match model.get(id) {
+                        None => Err("NotFound"),
+                        Some(stored) if stored.version != version => Err("Conflict"),
+                        Some(_) => {
+                            model.remove(id);
+                            Ok(())
+                        }
+                    };
+                    check(
+                        step,
+                        op,
+                        expected,
+                        outcome(store.compare_and_delete(&ids[*id], version).await),
+                    )?;
                 }
                 Op::DeleteSubject { subject } => {
                     let name = &subjects[*subject];

@@ -15,6 +15,9 @@ enum Bug {
     NoCas,
     /// `delete_subject` also removes records without subject.
     GreedyDeleteSubject,
+    /// `compare_and_delete` checks the version, yields, then deletes: not
+    /// atomic.
+    RacyCompareAndDelete,
 }
 
 #[derive(Clone, Default)]
@@ -69,6 +72,27 @@ impl SessionStore for ReferenceStore {
     }
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         self.with(|m| Ok(m.remove(id).is_some()))
+    }
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        if self.bug == Bug::RacyCompareAndDelete {
+            let stored = self.with(|m| m.get(id).map(|r| r.version));
+            match stored {
+                None => return Err(Error::NotFound),
+                Some(v) if v != version => return Err(Error::Conflict),
+                Some(_) => {}
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            self.with(|m| m.remove(id));
+            return Ok(());
+        }
+        self.with(|m| match m.get(id) {
+            None => Err(Error::NotFound),
+            Some(r) if r.version != version => Err(Error::Conflict),
+            Some(_) => {
+                m.remove(id);
+                Ok(())
+            }
+        })
     }
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         self.with(|m| {
@@ -144,4 +168,56 @@ async fn two_instances_over_one_backend_lose_nothing() {
         sessionkit_testkit::TASKS * sessionkit_testkit::INCREMENTS
     );
     assert_eq!(report.successful_updates, report.final_value);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[should_panic(expected = "forked or lost the session")]
+async fn interleavings_catch_a_racy_compare_and_delete() {
+    let store = ReferenceStore {
+        bug: Bug::RacyCompareAndDelete,
+        ..Default::default()
+    };
+    sessionkit_testkit::interleavings::concurrent_rotations_never_fork(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[should_panic(expected = "model-based test failed")]
+async fn model_catches_a_version_blind_compare_and_delete() {
+    /// Deletes whatever the version: the rotation-resurrection bug.
+    #[derive(Clone, Default)]
+    struct Blind(ReferenceStore);
+    #[async_trait]
+    impl SessionStore for Blind {
+        async fn create(&self, r: &Record) -> Result<()> {
+            self.0.create(r).await
+        }
+        async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
+            self.0.load(id).await
+        }
+        async fn save(&self, r: &Record) -> Result<u64> {
+            self.0.save(r).await
+        }
+        async fn touch(&self, id: &SessionId, t: Timestamp) -> Result<()> {
+            self.0.touch(id, t).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<bool> {
+            self.0.delete(id).await
+        }
+        async fn compare_and_delete(&self, id: &SessionId, _: u64) -> Result<()> {
+            match self.0.delete(id).await? {
+                true => Ok(()),
+                false => Err(Error::NotFound),
+            }
+        }
+        async fn list_subject(&self, s: &str) -> Result<Vec<Record>> {
+            self.0.list_subject(s).await
+        }
+        async fn delete_subject(&self, s: &str) -> Result<u64> {
+            self.0.delete_subject(s).await
+        }
+        async fn delete_expired(&self) -> Result<u64> {
+            Ok(0)
+        }
+    }
+    sessionkit_testkit::model_based(|| async { Some(Blind::default()) }).await;
 }
