@@ -42,6 +42,7 @@
 //! | `memory` (default) | [`memory::MemoryStore`] and [`memory::CachedStore`] |
 //! | `bincode` (default) | the bincode payload codec |
 //! | `postcard` | the postcard payload codec (JSON is always available) |
+//! | `encryption` | payloads sealed at rest with XChaCha20-Poly1305 (`PayloadKeys`) |
 //! | `jwt` | [`jwt`]: stateless sessions as JWTs (pure-Rust crypto) |
 //! | `jwt-aws-lc-rs` | the same on aws-lc-rs |
 //! | `redis` / `redis-cluster` | [`redis`]: Redis and Redis Cluster store, pub/sub invalidation |

@@ -48,17 +48,54 @@
 //! the moment they are deleted, and can be listed per user. The `docs/` guide
 //! of the repository compares them with measured figures.
 //!
+//! # Rotation, logout and their races
+//!
+//! [`SessionManager::rotate`] writes the session under a new ID and then
+//! removes the old one with [`SessionStore::compare_and_delete`], which
+//! succeeds only while the old record is still the version this request
+//! loaded. So a rotation is atomic against every concurrent end of the
+//! session: of N concurrent rotations one wins, and a rotation that comes
+//! after a logout, a log-out-everywhere, another rotation or a save fails
+//! with a typed error ([`Error::NotFound`] or [`Error::Conflict`]) and
+//! leaves nothing live. Stateless rotation revokes the old token ID with an
+//! exclusive write ([`RevocationList::revoke_once`]), and log-out-everywhere
+//! compares the session's *start*, which every re-signed or rotated token
+//! keeps, so no token of a logged-out session survives however it was
+//! re-issued. The `sessionkit-testkit` crate forces these races in their
+//! worst order against every store.
+//!
+//! # Rolling deployments and rollbacks
+//!
+//! Each payload records the schema version that wrote it. An instance reads
+//! older schemas through the upgrades registered with
+//! [`ManagerBuilder::upgrade_from`], and never reads a *newer* schema as its
+//! own type, whatever the codec: such a session is "no session" on that
+//! instance (counted in [`ManagerStats::newer_schema`]), so the instance
+//! cannot write it back with what it did not understand, and the newer
+//! instances still find it intact. A session type that the chosen codec can
+//! write but not read back (for instance `serde_json::Value` with bincode)
+//! is refused at `create` with [`Error::Encode`].
+//!
 //! # Caveats
 //!
 //! - Instants have millisecond precision and come from this machine's clock
-//!   ([`Timestamp::now`]); keep application hosts NTP-synchronised.
+//!   ([`Timestamp::now`]); keep application hosts NTP-synchronised. Tokens
+//!   carry their expiry in whole seconds.
 //! - A stateless session cannot offer compare-and-swap: the client holds the
-//!   only copy, so two concurrent updates of one token both "win".
+//!   only copy, so two concurrent updates of one token each get their own
+//!   re-issued token and the last one the client keeps wins. Use stateful
+//!   sessions for data that concurrent requests change.
+//! - With a cache in front of the store, another instance may serve a
+//!   session that was just ended until the invalidation reaches it (bounded
+//!   by the cache's staleness limit); use [`SessionManager::load_fresh`] for
+//!   security decisions.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod bag;
 mod codec;
+#[cfg(feature = "encryption")]
+mod encryption;
 mod error;
 mod id;
 mod invalidation;
@@ -72,6 +109,8 @@ mod token;
 
 pub use bag::Bag;
 pub use codec::{Envelope, PayloadCodec};
+#[cfg(feature = "encryption")]
+pub use encryption::PayloadKeys;
 pub use error::{BoxError, Error, Result, TokenRejection};
 pub use id::{ID_BYTES, ID_LEN, SessionId};
 pub use invalidation::{ChannelEvent, Invalidation, InvalidationChannel, InvalidationMessage};

@@ -184,6 +184,8 @@ struct Config {
     codec: PayloadCodec,
     schema: u32,
     update_retries: u32,
+    #[cfg(feature = "encryption")]
+    keys: Option<crate::encryption::PayloadKeys>,
 }
 
 impl Config {
@@ -270,6 +272,8 @@ impl<T: SessionData> ManagerBuilder<T> {
                 codec: PayloadCodec::default(),
                 schema: 1,
                 update_retries: 32,
+                #[cfg(feature = "encryption")]
+                keys: None,
             },
             upgrades: HashMap::new(),
             _marker: PhantomData,
@@ -344,6 +348,31 @@ impl<T: SessionData> ManagerBuilder<T> {
             version,
             Box::new(move |body: OldBody<'_>| body.decode::<Old>().map(&upgrade)),
         );
+        self
+    }
+
+    /// Seals every payload this manager writes with `keys` (stateful mode;
+    /// feature `encryption`): XChaCha20-Poly1305, the session ID and record
+    /// version bound as associated data, previous keys readable. See
+    /// [`PayloadKeys`](crate::PayloadKeys). Payloads written before it was
+    /// turned on stay readable; each is sealed on its next save.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sessionkit_core::Result<()> {
+    /// use sessionkit_core::{PayloadKeys, SessionManager, testing::VecStore};
+    ///
+    /// let keys = PayloadKeys::new(1, [42u8; 32]); // from your secret manager
+    /// let manager = SessionManager::<String>::stateful(VecStore::default())
+    ///     .encrypt_payloads(keys)
+    ///     .build()?;
+    /// let s = manager.create(None, "card ending 4242".to_owned()).await?;
+    /// assert_eq!(manager.load(s.ticket().as_str()).await?.unwrap().data(), "card ending 4242");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "encryption")]
+    pub fn encrypt_payloads(mut self, keys: crate::encryption::PayloadKeys) -> Self {
+        self.config.keys = Some(keys);
         self
     }
 
@@ -458,8 +487,18 @@ impl<T: SessionData> SessionManager<T> {
         };
         match &self.inner.mode {
             Mode::Stateful(store) => {
-                let payload = self.encode_checked(&session.data)?;
-                self.insert_new(store, &mut session, payload).await?;
+                let id = self
+                    .insert_new(
+                        store,
+                        session.id,
+                        &session.subject,
+                        session.created_at,
+                        session.expires_at,
+                        &session.data,
+                    )
+                    .await?;
+                session.id = id;
+                session.ticket = Ticket(id.as_str().to_owned());
             }
             Mode::Stateless { codec, .. } => self.issue(codec, &mut session, now)?,
         }
@@ -569,7 +608,9 @@ impl<T: SessionData> SessionManager<T> {
                 let record = Record {
                     id: session.id,
                     subject: session.subject.clone(),
-                    payload: self.encode(&session.data)?,
+                    // Written as the next version: sealed payloads are
+                    // bound to the version they are stored as.
+                    payload: self.encode(&session.data, &session.id, session.version + 1)?,
                     version: session.version,
                     created_at: session.created_at,
                     expires_at: self.deadline(now, session.created_at),
@@ -661,36 +702,35 @@ impl<T: SessionData> SessionManager<T> {
         let now = Timestamp::now();
         match &self.inner.mode {
             Mode::Stateful(store) => {
-                let payload = self.encode_checked(&session.data)?;
                 let old = session.id;
-                let mut next = Session {
-                    ticket: Ticket(String::new()),
-                    id: SessionId::try_generate()?,
-                    subject: session.subject.clone(),
-                    data: (),
-                    version: 1,
-                    created_at: session.created_at,
-                    expires_at: self.deadline(now, session.created_at),
-                    ticket_changed: true,
-                };
-                self.insert_new(store, &mut next, payload).await?;
+                let expires_at = self.deadline(now, session.created_at);
+                let new = self
+                    .insert_new(
+                        store,
+                        SessionId::try_generate()?,
+                        &session.subject,
+                        session.created_at,
+                        expires_at,
+                        &session.data,
+                    )
+                    .await?;
                 // The old ID dies only if nobody ended, rotated or saved it
                 // since it was loaded; otherwise the new copy is taken back.
                 if let Err(e) = store.compare_and_delete(&old, session.version).await {
-                    if let Err(cleanup) = store.delete(&next.id).await {
+                    if let Err(cleanup) = store.delete(&new).await {
                         // Nobody holds its ticket; it expires by itself.
                         tracing::warn!(
-                            session = %next.id.redacted(),
+                            session = %new.redacted(),
                             error = %cleanup,
                             "could not take back the copy of a failed rotation"
                         );
                     }
                     return Err(e);
                 }
-                session.ticket = next.ticket;
-                session.id = next.id;
+                session.ticket = Ticket(new.as_str().to_owned());
+                session.id = new;
                 session.version = 1;
-                session.expires_at = next.expires_at;
+                session.expires_at = expires_at;
                 session.ticket_changed = true;
                 Ok(())
             }
@@ -841,17 +881,72 @@ impl<T: SessionData> SessionManager<T> {
         (next > expires_at).then_some(next)
     }
 
-    fn encode(&self, data: &T) -> Result<Bytes> {
+    /// The payload of the record `id` at `version`: the envelope, sealed
+    /// when payload keys are configured.
+    fn encode(&self, data: &T, id: &SessionId, version: u64) -> Result<Bytes> {
         let c = &self.inner.config;
         let body = c.codec.encode(data)?;
-        let size = body.len() + Envelope::HEADER_LEN;
+        let size = body.len() + Envelope::HEADER_LEN + self.seal_overhead();
         if size > c.max_payload {
             return Err(Error::TooLarge {
                 size,
                 limit: c.max_payload,
             });
         }
-        Ok(Envelope::write(c.codec, c.schema, &body).into())
+        let plain = Envelope::write(c.codec, c.schema, &body);
+        Ok(self.seal(plain, id, version)?.into())
+    }
+
+    #[cfg(feature = "encryption")]
+    fn seal_overhead(&self) -> usize {
+        match self.inner.config.keys {
+            Some(_) => crate::encryption::OVERHEAD,
+            None => 0,
+        }
+    }
+
+    #[cfg(not(feature = "encryption"))]
+    fn seal_overhead(&self) -> usize {
+        0
+    }
+
+    #[cfg(feature = "encryption")]
+    fn seal(&self, plain: Vec<u8>, id: &SessionId, version: u64) -> Result<Vec<u8>> {
+        match &self.inner.config.keys {
+            Some(keys) => keys.seal(&plain, id, version),
+            None => Ok(plain),
+        }
+    }
+
+    #[cfg(not(feature = "encryption"))]
+    fn seal(&self, plain: Vec<u8>, _: &SessionId, _: u64) -> Result<Vec<u8>> {
+        Ok(plain)
+    }
+
+    /// The plain envelope of a stored payload (opened if it is sealed).
+    #[cfg(feature = "encryption")]
+    fn unseal<'a>(
+        &self,
+        payload: &'a [u8],
+        id: &SessionId,
+        version: u64,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        if payload.get(1) == Some(&crate::encryption::SEALED_FORMAT) {
+            let keys = self.inner.config.keys.as_ref();
+            return crate::encryption::open_with(keys, payload, id, version)
+                .map(std::borrow::Cow::Owned);
+        }
+        Ok(std::borrow::Cow::Borrowed(payload))
+    }
+
+    #[cfg(not(feature = "encryption"))]
+    fn unseal<'a>(
+        &self,
+        payload: &'a [u8],
+        _: &SessionId,
+        _: u64,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        Ok(std::borrow::Cow::Borrowed(payload))
     }
 
     /// Encodes `data` and checks that it decodes again: a type the codec
@@ -859,11 +954,11 @@ impl<T: SessionData> SessionManager<T> {
     /// `serde_json::Value`, `#[serde(flatten)]`, untagged enums…) is refused
     /// when the session is created, not turned into a session that later
     /// loads as `None`. JSON reads back whatever it writes.
-    fn encode_checked(&self, data: &T) -> Result<Bytes> {
-        let payload = self.encode(data)?;
+    fn encode_checked(&self, data: &T, id: &SessionId, version: u64) -> Result<Bytes> {
+        let payload = self.encode(data, id, version)?;
         let codec = self.inner.config.codec;
         if codec != PayloadCodec::Json
-            && let Err(e) = self.decode(&payload)
+            && let Err(e) = self.decode(&payload, id, version)
         {
             return Err(Error::Encode(
                 format!(
@@ -895,8 +990,9 @@ impl<T: SessionData> SessionManager<T> {
         ))
     }
 
-    fn decode(&self, payload: &[u8]) -> Result<T> {
-        let envelope = Envelope::read(payload)?;
+    fn decode(&self, payload: &[u8], id: &SessionId, version: u64) -> Result<T> {
+        let plain = self.unseal(payload, id, version)?;
+        let envelope = Envelope::read(&plain)?;
         let codec = envelope.codec()?;
         if envelope.schema > self.inner.config.schema {
             return Err(self.newer_schema(envelope.schema));
@@ -942,30 +1038,35 @@ impl<T: SessionData> SessionManager<T> {
         Ok(None)
     }
 
-    /// Stores a brand-new record for `session`, drawing a fresh ID in the
-    /// (astronomically unlikely) case of a collision.
-    async fn insert_new<U>(
+    /// Stores a brand-new record of `data` under `id`, drawing a fresh
+    /// ID in the (astronomically unlikely) case of a collision. The payload
+    /// is checked to read back (see [`Self::encode_checked`]) and, when
+    /// sealed, bound to the ID it is stored under.
+    /// Returns the ID the record was stored under.
+    async fn insert_new(
         &self,
         store: &Arc<dyn SessionStore>,
-        session: &mut Session<U>,
-        payload: Bytes,
-    ) -> Result<()> {
+        id: SessionId,
+        subject: &Option<String>,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+        data: &T,
+    ) -> Result<SessionId> {
         let mut record = Record {
-            id: session.id,
-            subject: session.subject.clone(),
-            payload,
+            id,
+            subject: subject.clone(),
+            payload: self.encode_checked(data, &id, 1)?,
             version: 1,
-            created_at: session.created_at,
-            expires_at: session.expires_at,
+            created_at,
+            expires_at,
         };
         for _ in 0..3 {
             match store.create(&record).await {
-                Ok(()) => {
-                    session.id = record.id;
-                    session.ticket = Ticket(record.id.as_str().to_owned());
-                    return Ok(());
+                Ok(()) => return Ok(record.id),
+                Err(Error::Conflict) => {
+                    record.id = SessionId::try_generate()?;
+                    record.payload = self.encode(data, &record.id, 1)?;
                 }
-                Err(Error::Conflict) => record.id = SessionId::try_generate()?,
                 Err(e) => return Err(e),
             }
         }
@@ -985,7 +1086,7 @@ impl<T: SessionData> SessionManager<T> {
             let _ = store.delete(&record.id).await;
             return Ok(None);
         }
-        let data = match self.decode(&record.payload) {
+        let data = match self.decode(&record.payload, &record.id, record.version) {
             Ok(data) => data,
             Err(e) => return self.undecodable(&record.id, e),
         };

@@ -53,6 +53,7 @@ use crate::timestamp::Timestamp;
 ///
 /// [`Error::Conflict`]: crate::Error::Conflict
 /// [`Error::NotFound`]: crate::Error::NotFound
+/// [`Error::Decode`]: crate::Error::Decode
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Inserts a new record.
@@ -71,9 +72,10 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete(&self, id: &SessionId) -> Result<bool>;
 
     /// Removes a live record only if its stored version is `version`
-    /// (compare-and-delete). [`Error::Conflict`] when the stored version
-    /// differs, [`Error::NotFound`] when there is no live record; nothing
-    /// is removed in either case.
+    /// (compare-and-delete). [`Error::Conflict`](crate::Error::Conflict)
+    /// when the stored version differs,
+    /// [`Error::NotFound`](crate::Error::NotFound) when there is no live
+    /// record; nothing is removed in either case.
     async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()>;
 
     /// Loads a live record from the source of truth, bypassing any cache.
