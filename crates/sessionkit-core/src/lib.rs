@@ -97,6 +97,7 @@ mod codec;
 #[cfg(feature = "encryption")]
 mod encryption;
 mod error;
+mod events;
 mod id;
 mod invalidation;
 mod manager;
@@ -112,6 +113,7 @@ pub use codec::{Envelope, PayloadCodec};
 #[cfg(feature = "encryption")]
 pub use encryption::PayloadKeys;
 pub use error::{BoxError, Error, Result, TokenRejection};
+pub use events::{EventKind, EventReceiver, SessionEvent};
 pub use id::{ID_BYTES, ID_LEN, SessionId};
 pub use invalidation::{ChannelEvent, Invalidation, InvalidationChannel, InvalidationMessage};
 pub use manager::{ManagerBuilder, ManagerStats, Session, SessionData, SessionManager, Ticket};

@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{Envelope, PayloadCodec};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TokenRejection};
+use crate::events::{EventKind, EventReceiver, Events, observe};
 use crate::id::SessionId;
 use crate::record::{Record, validate_subject};
 use crate::revocation::RevocationList;
@@ -140,6 +141,8 @@ pub struct ManagerStats {
     /// as absent here, and so never overwritten with data this instance
     /// could not fully understand; also counted in `undecodable`.
     pub newer_schema: u64,
+    /// Lifecycle events dropped because a subscriber's queue was full.
+    pub events_dropped: u64,
 }
 
 #[derive(Default)]
@@ -200,6 +203,9 @@ struct Inner<T> {
     config: Config,
     upgrades: HashMap<u32, Upgrade<T>>,
     counters: Counters,
+    events: Events,
+    /// The store's [`SessionStore::backend_name`], for spans and metrics.
+    backend: &'static str,
 }
 
 /// The application-facing session API, the same for stateful and stateless
@@ -408,12 +414,18 @@ impl<T: SessionData> ManagerBuilder<T> {
                 c.schema
             )));
         }
+        let backend = match &self.mode {
+            Mode::Stateful(store) => store.backend_name(),
+            Mode::Stateless { .. } => "stateless",
+        };
         Ok(SessionManager {
             inner: Arc::new(Inner {
                 mode: self.mode,
                 config: self.config,
                 upgrades: self.upgrades,
                 counters: Counters::default(),
+                events: Events::default(),
+                backend,
             }),
         })
     }
@@ -453,7 +465,30 @@ impl<T: SessionData> SessionManager<T> {
             update_conflicts: c.update_conflicts.load(Ordering::Relaxed),
             extensions: c.extensions.load(Ordering::Relaxed),
             newer_schema: c.newer_schema.load(Ordering::Relaxed),
+            events_dropped: self.inner.events.dropped.load(Ordering::Relaxed),
         }
+    }
+
+    /// Subscribes to lifecycle events (see [`SessionEvent`](crate::SessionEvent)):
+    /// each subscriber gets its own queue of `capacity` events; when it is
+    /// full, further events are dropped for it and counted in
+    /// [`ManagerStats::events_dropped`], so a slow subscriber never slows a
+    /// request. Drop the receiver to unsubscribe.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sessionkit_core::Result<()> {
+    /// use sessionkit_core::{EventKind, SessionManager, testing::VecStore};
+    /// let manager = SessionManager::<u32>::stateful(VecStore::default()).build()?;
+    /// let mut events = manager.subscribe(1024);
+    /// let s = manager.create(Some("alice"), 1).await?;
+    /// manager.destroy(s.ticket().as_str()).await?;
+    /// assert_eq!(events.recv().await.unwrap().kind, EventKind::Created);
+    /// assert_eq!(events.recv().await.unwrap().kind, EventKind::Destroyed);
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe(&self, capacity: usize) -> EventReceiver {
+        self.inner.events.subscribe(capacity)
     }
 
     /// The idle timeout in force.
@@ -502,6 +537,9 @@ impl<T: SessionData> SessionManager<T> {
             }
             Mode::Stateless { codec, .. } => self.issue(codec, &mut session, now)?,
         }
+        self.inner
+            .events
+            .emit(EventKind::Created, session.subject(), Some(&session.id));
         Ok(session)
     }
 
@@ -541,14 +579,22 @@ impl<T: SessionData> SessionManager<T> {
     }
 
     async fn load_from(&self, ticket: &str, fresh: bool) -> Result<Option<Session<T>>> {
+        let loaded = self.load_inner(ticket, fresh).await;
+        if let Err(e) = &loaded {
+            self.inner.events.rejected(e);
+        }
+        loaded
+    }
+
+    async fn load_inner(&self, ticket: &str, fresh: bool) -> Result<Option<Session<T>>> {
         let now = Timestamp::now();
         match &self.inner.mode {
             Mode::Stateful(store) => {
                 let id = SessionId::parse(ticket)?;
                 let loaded = if fresh {
-                    store.load_fresh(&id).await
+                    observe(self.inner.backend, "load_fresh", store.load_fresh(&id)).await
                 } else {
-                    store.load(&id).await
+                    observe(self.inner.backend, "load", store.load(&id)).await
                 };
                 let record = match loaded {
                     Ok(Some(record)) => record,
@@ -615,7 +661,20 @@ impl<T: SessionData> SessionManager<T> {
                     created_at: session.created_at,
                     expires_at: self.deadline(now, session.created_at),
                 };
-                session.version = store.save(&record).await?;
+                session.version =
+                    match observe(self.inner.backend, "save", store.save(&record)).await {
+                        Ok(version) => version,
+                        Err(e) => {
+                            if e.is_conflict() {
+                                self.inner.events.emit(
+                                    EventKind::Conflict,
+                                    session.subject(),
+                                    Some(&session.id),
+                                );
+                            }
+                            return Err(e);
+                        }
+                    };
                 session.expires_at = record.expires_at;
                 Ok(())
             }
@@ -699,6 +758,24 @@ impl<T: SessionData> SessionManager<T> {
     /// # Ok(()) }
     /// ```
     pub async fn rotate(&self, session: &mut Session<T>) -> Result<()> {
+        let old = session.id;
+        let result = self.rotate_inner(session).await;
+        let kind = match &result {
+            Ok(()) => EventKind::Rotated,
+            Err(
+                Error::NotFound
+                | Error::Conflict
+                | Error::Revoked
+                | Error::InvalidToken(TokenRejection::IssuedBeforeLogout),
+            ) => EventKind::RotationRefused,
+            Err(_) => return result,
+        };
+        let id = if result.is_ok() { session.id } else { old };
+        self.inner.events.emit(kind, session.subject(), Some(&id));
+        result
+    }
+
+    async fn rotate_inner(&self, session: &mut Session<T>) -> Result<()> {
         let now = Timestamp::now();
         match &self.inner.mode {
             Mode::Stateful(store) => {
@@ -716,8 +793,16 @@ impl<T: SessionData> SessionManager<T> {
                     .await?;
                 // The old ID dies only if nobody ended, rotated or saved it
                 // since it was loaded; otherwise the new copy is taken back.
-                if let Err(e) = store.compare_and_delete(&old, session.version).await {
-                    if let Err(cleanup) = store.delete(&new).await {
+                if let Err(e) = observe(
+                    self.inner.backend,
+                    "compare_and_delete",
+                    store.compare_and_delete(&old, session.version),
+                )
+                .await
+                {
+                    if let Err(cleanup) =
+                        observe(self.inner.backend, "delete", store.delete(&new)).await
+                    {
                         // Nobody holds its ticket; it expires by itself.
                         tracing::warn!(
                             session = %new.redacted(),
@@ -773,8 +858,12 @@ impl<T: SessionData> SessionManager<T> {
     /// record; `Ok(false)` if there was none. Stateless: revokes the token
     /// ID until the last token of the session would have expired.
     pub async fn destroy(&self, ticket: &str) -> Result<bool> {
-        match &self.inner.mode {
-            Mode::Stateful(store) => store.delete(&SessionId::parse(ticket)?).await,
+        let (ended, id, subject) = match &self.inner.mode {
+            Mode::Stateful(store) => {
+                let id = SessionId::parse(ticket)?;
+                let ended = observe(self.inner.backend, "delete", store.delete(&id)).await?;
+                (ended, id, None)
+            }
             Mode::Stateless { codec, revocations } => {
                 let claims = codec.decode(ticket)?;
                 let until = claims
@@ -782,9 +871,15 @@ impl<T: SessionData> SessionManager<T> {
                     .max(claims.session_started_at + self.inner.config.absolute_timeout)
                     + codec.leeway();
                 revocations.revoke(&claims.jti, until).await?;
-                Ok(true)
+                (true, claims.jti, claims.subject)
             }
+        };
+        if ended {
+            self.inner
+                .events
+                .emit(EventKind::Destroyed, subject.as_deref(), Some(&id));
         }
+        Ok(ended)
     }
 
     /// Ends every session of `subject` ("log out everywhere"). Stateful:
@@ -799,12 +894,27 @@ impl<T: SessionData> SessionManager<T> {
     /// remove the old one before they are deleted, so the deletion is
     /// repeated until a pass finds nothing (at most a few passes).
     pub async fn destroy_subject(&self, subject: &str) -> Result<u64> {
+        let count = self.destroy_subject_inner(subject).await?;
+        self.inner.events.emit(
+            EventKind::LoggedOutEverywhere { count },
+            Some(subject),
+            None,
+        );
+        Ok(count)
+    }
+
+    async fn destroy_subject_inner(&self, subject: &str) -> Result<u64> {
         validate_subject(subject)?;
         match &self.inner.mode {
             Mode::Stateful(store) => {
                 let mut total = 0;
                 for _ in 0..DELETE_SUBJECT_PASSES {
-                    let removed = store.delete_subject(subject).await?;
+                    let removed = observe(
+                        self.inner.backend,
+                        "delete_subject",
+                        store.delete_subject(subject),
+                    )
+                    .await?;
                     total += removed;
                     if removed == 0 {
                         break;
@@ -833,7 +943,13 @@ impl<T: SessionData> SessionManager<T> {
         };
         let now = Timestamp::now();
         let mut sessions = Vec::new();
-        for record in store.list_subject(subject).await? {
+        for record in observe(
+            self.inner.backend,
+            "list_subject",
+            store.list_subject(subject),
+        )
+        .await?
+        {
             if let Some(s) = self.session_from_record(store, record, now, false).await? {
                 sessions.push(s);
             }
@@ -1061,7 +1177,7 @@ impl<T: SessionData> SessionManager<T> {
             expires_at,
         };
         for _ in 0..3 {
-            match store.create(&record).await {
+            match observe(self.inner.backend, "create", store.create(&record)).await {
                 Ok(()) => return Ok(record.id),
                 Err(Error::Conflict) => {
                     record.id = SessionId::try_generate()?;
@@ -1083,7 +1199,12 @@ impl<T: SessionData> SessionManager<T> {
         if now >= record.created_at + self.inner.config.absolute_timeout {
             // Past the absolute timeout (for instance after the timeout was
             // shortened): gone for good.
-            let _ = store.delete(&record.id).await;
+            let _ = observe(self.inner.backend, "delete", store.delete(&record.id)).await;
+            self.inner.events.emit(
+                EventKind::Expired,
+                record.subject.as_deref(),
+                Some(&record.id),
+            );
             return Ok(None);
         }
         let data = match self.decode(&record.payload, &record.id, record.version) {
@@ -1102,7 +1223,7 @@ impl<T: SessionData> SessionManager<T> {
         };
         if extend && let Some(next) = self.idle_extension(record.expires_at, record.created_at, now)
         {
-            match store.touch(&record.id, next).await {
+            match observe(self.inner.backend, "touch", store.touch(&record.id, next)).await {
                 Ok(()) => {
                     session.expires_at = next;
                     self.inner

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, TokenRejection};
+use crate::events::observe;
 use crate::id::{ID_BYTES, SessionId};
 use crate::record::{Record, validate_subject};
 use crate::store::SessionStore;
@@ -82,14 +83,26 @@ impl RevocationList {
         }
         for _ in 0..CAS_ATTEMPTS {
             let record = Record::new(*jti, None, Bytes::new(), now, until);
-            match self.store.create(&record).await {
+            match observe(
+                self.store.backend_name(),
+                "create",
+                self.store.create(&record),
+            )
+            .await
+            {
                 Ok(()) => return Ok(()),
                 Err(Error::Conflict) => {}
                 Err(e) => return Err(e),
             }
-            match self.store.load(jti).await? {
+            match observe(self.store.backend_name(), "load", self.store.load(jti)).await? {
                 Some(existing) if existing.expires_at >= until => return Ok(()),
-                Some(_) => match self.store.touch(jti, until).await {
+                Some(_) => match observe(
+                    self.store.backend_name(),
+                    "touch",
+                    self.store.touch(jti, until),
+                )
+                .await
+                {
                     Ok(()) => return Ok(()),
                     Err(Error::NotFound) => continue,
                     Err(e) => return Err(e),
@@ -125,7 +138,13 @@ impl RevocationList {
             return Ok(false);
         }
         let record = Record::new(*jti, None, Bytes::new(), now, until);
-        match self.store.create(&record).await {
+        match observe(
+            self.store.backend_name(),
+            "create",
+            self.store.create(&record),
+        )
+        .await
+        {
             Ok(()) => Ok(true),
             Err(Error::Conflict) => Ok(false),
             Err(e) => Err(e),
@@ -134,7 +153,11 @@ impl RevocationList {
 
     /// Whether `jti` is currently revoked.
     pub async fn is_revoked(&self, jti: &SessionId) -> Result<bool> {
-        Ok(self.store.load(jti).await?.is_some())
+        Ok(
+            observe(self.store.backend_name(), "load", self.store.load(jti))
+                .await?
+                .is_some(),
+        )
     }
 
     /// Rejects every token of every session of `subject` that started at or
@@ -153,10 +176,16 @@ impl RevocationList {
         let key = subject_key(subject);
         let now = Timestamp::now();
         for _ in 0..CAS_ATTEMPTS {
-            match self.store.load(&key).await? {
+            match observe(self.store.backend_name(), "load", self.store.load(&key)).await? {
                 None => {
                     let record = Record::new(key, None, encode_instant(at), now, keep_until);
-                    match self.store.create(&record).await {
+                    match observe(
+                        self.store.backend_name(),
+                        "create",
+                        self.store.create(&record),
+                    )
+                    .await
+                    {
                         Ok(()) => return Ok(()),
                         Err(Error::Conflict) => continue,
                         Err(e) => return Err(e),
@@ -170,7 +199,7 @@ impl RevocationList {
                     let mut next = existing.clone();
                     next.payload = encode_instant(current.max(at));
                     next.expires_at = existing.expires_at.max(keep_until);
-                    match self.store.save(&next).await {
+                    match observe(self.store.backend_name(), "save", self.store.save(&next)).await {
                         Ok(_) => return Ok(()),
                         Err(Error::Conflict | Error::NotFound) => continue,
                         Err(e) => return Err(e),

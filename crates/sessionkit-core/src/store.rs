@@ -78,6 +78,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// record; nothing is removed in either case.
     async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()>;
 
+    /// A short, constant name of the backend ("memory", "redis",
+    /// "postgres", …) for tracing spans and metrics labels. Default:
+    /// `"custom"`.
+    fn backend_name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Loads a live record from the source of truth, bypassing any cache.
     /// For security decisions (a privileged action, a password change)
     /// that must not act on a session another instance already ended.
@@ -119,6 +126,9 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     async fn load_fresh(&self, id: &SessionId) -> Result<Option<Record>> {
         (**self).load_fresh(id).await
+    }
+    fn backend_name(&self) -> &'static str {
+        (**self).backend_name()
     }
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         (**self).list_subject(subject).await
