@@ -59,11 +59,16 @@ pub struct Session<T> {
 }
 
 impl<T> Session<T> {
-    /// What the client must present to find this session again.
+    /// What the client must present to find this session again (empty for
+    /// a session from [`SessionManager::list_subject`]).
     pub fn ticket(&self) -> &Ticket {
         &self.ticket
     }
-    /// The session ID (stateful) or token ID, `jti` (stateless).
+    /// The ID the store keeps the session under (stateful: a hash of the
+    /// ticket's ID unless hashing was turned off, so it is not a
+    /// credential) or the token ID, `jti` (stateless). Stable until the
+    /// session is rotated; use it to tell sessions apart and with
+    /// [`SessionManager::destroy_id`].
     pub fn id(&self) -> SessionId {
         self.id
     }
@@ -189,6 +194,41 @@ struct Config {
     update_retries: u32,
     #[cfg(feature = "encryption")]
     keys: Option<crate::encryption::PayloadKeys>,
+    /// Stores key records by a hash of the ticket's ID (`None`: by the ID).
+    id_hash: Option<IdHash>,
+    /// On a miss, also look for a record under the unhashed ID (and move it).
+    read_unhashed: bool,
+}
+
+/// How ticket IDs become store IDs: SHA-256 over a domain label, an
+/// optional deployment secret and the ID, truncated to 128 bits.
+#[derive(Clone)]
+struct IdHash {
+    key: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for IdHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdHash")
+            .field("keyed", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl IdHash {
+    fn apply(&self, id: &SessionId) -> SessionId {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"sessionkit/store-id/v1\0");
+        if let Some(key) = &self.key {
+            h.update(key);
+        }
+        h.update(id.to_bytes());
+        let digest = h.finalize();
+        let mut raw = [0u8; crate::id::ID_BYTES];
+        raw.copy_from_slice(&digest[..crate::id::ID_BYTES]);
+        SessionId::from_bytes(raw)
+    }
 }
 
 impl Config {
@@ -280,6 +320,8 @@ impl<T: SessionData> ManagerBuilder<T> {
                 update_retries: 32,
                 #[cfg(feature = "encryption")]
                 keys: None,
+                id_hash: Some(IdHash { key: None }),
+                read_unhashed: false,
             },
             upgrades: HashMap::new(),
             _marker: PhantomData,
@@ -379,6 +421,53 @@ impl<T: SessionData> ManagerBuilder<T> {
     #[cfg(feature = "encryption")]
     pub fn encrypt_payloads(mut self, keys: crate::encryption::PayloadKeys) -> Self {
         self.config.keys = Some(keys);
+        self
+    }
+
+    /// Mixes a deployment secret into the hash that turns a ticket's ID
+    /// into the ID the store keeps (stateful mode). Every instance of a
+    /// deployment must use the same key; changing it logs everybody out.
+    ///
+    /// IDs are hashed at rest by default, without a key: the store (its
+    /// keys, rows, dumps, replicas, logs, cache and invalidation messages)
+    /// only ever sees SHA-256 of the ID, truncated to 128 bits, so a
+    /// read-only copy of it holds no working ticket (a ticket has 128 random
+    /// bits: its hash cannot be inverted). The key is defence in depth.
+    ///
+    /// ```
+    /// # fn main() -> sessionkit_core::Result<()> {
+    /// use sessionkit_core::{SessionManager, testing::VecStore};
+    /// let manager = SessionManager::<u32>::stateful(VecStore::default())
+    ///     .id_hash_key([7u8; 32]) // from your secret manager
+    ///     .build()?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    pub fn id_hash_key(mut self, key: [u8; 32]) -> Self {
+        self.config.id_hash = Some(IdHash { key: Some(key) });
+        self
+    }
+
+    /// Whether the store keys records by a hash of the ticket's ID (default
+    /// `true`). Turn it off only for a store nobody else can read (a
+    /// process-local `MemoryStore`), to save the hash (a few hundred ns).
+    pub fn hash_ids(mut self, on: bool) -> Self {
+        match (on, &self.config.id_hash) {
+            (true, None) => self.config.id_hash = Some(IdHash { key: None }),
+            (false, _) => self.config.id_hash = None,
+            (true, Some(_)) => {}
+        }
+        self
+    }
+
+    /// For a deployment switching to hashed IDs (or to another hash key)
+    /// with live sessions in the store: a ticket whose hashed ID finds
+    /// nothing is also looked up under its plain ID, and a session found
+    /// there is moved to its hashed ID (compare-and-swap intact, nothing
+    /// lost). Keep it on for one idle timeout after the switch, then turn it
+    /// off: by then every live session was moved or has expired. Default
+    /// off (it costs a second lookup for every unknown ticket).
+    pub fn read_unhashed_ids(mut self, on: bool) -> Self {
+        self.config.read_unhashed = on;
         self
     }
 
@@ -522,10 +611,9 @@ impl<T: SessionData> SessionManager<T> {
         };
         match &self.inner.mode {
             Mode::Stateful(store) => {
-                let id = self
+                let (ticket, id) = self
                     .insert_new(
                         store,
-                        session.id,
                         &session.subject,
                         session.created_at,
                         session.expires_at,
@@ -533,7 +621,7 @@ impl<T: SessionData> SessionManager<T> {
                     )
                     .await?;
                 session.id = id;
-                session.ticket = Ticket(id.as_str().to_owned());
+                session.ticket = ticket;
             }
             Mode::Stateless { codec, .. } => self.issue(codec, &mut session, now)?,
         }
@@ -590,21 +678,28 @@ impl<T: SessionData> SessionManager<T> {
         let now = Timestamp::now();
         match &self.inner.mode {
             Mode::Stateful(store) => {
-                let id = SessionId::parse(ticket)?;
-                let loaded = if fresh {
-                    observe(self.inner.backend, "load_fresh", store.load_fresh(&id)).await
-                } else {
-                    observe(self.inner.backend, "load", store.load(&id)).await
-                };
-                let record = match loaded {
+                let plain = SessionId::parse(ticket)?;
+                let id = self.store_id(&plain);
+                let record = match self.load_record(store, &id, fresh).await {
                     Ok(Some(record)) => record,
+                    Ok(None) if id != plain && self.inner.config.read_unhashed => {
+                        match self.load_record(store, &plain, fresh).await {
+                            Ok(Some(legacy)) => {
+                                return self.move_to_hashed(store, legacy, id, ticket, now).await;
+                            }
+                            Ok(None) => return Ok(None),
+                            Err(e @ Error::Decode(_)) => return self.undecodable(&plain, e),
+                            Err(e) => return Err(e),
+                        }
+                    }
                     Ok(None) => return Ok(None),
                     // The store could not read its own record back
                     // (corrupted bytes): no session, counted, never a 500.
                     Err(e @ Error::Decode(_)) => return self.undecodable(&id, e),
                     Err(e) => return Err(e),
                 };
-                self.session_from_record(store, record, now, true).await
+                self.session_from_record(store, record, now, true, Some(ticket))
+                    .await
             }
             Mode::Stateless { codec, revocations } => {
                 let claims = codec.decode(ticket)?;
@@ -781,10 +876,9 @@ impl<T: SessionData> SessionManager<T> {
             Mode::Stateful(store) => {
                 let old = session.id;
                 let expires_at = self.deadline(now, session.created_at);
-                let new = self
+                let (ticket, new) = self
                     .insert_new(
                         store,
-                        SessionId::try_generate()?,
                         &session.subject,
                         session.created_at,
                         expires_at,
@@ -812,7 +906,7 @@ impl<T: SessionData> SessionManager<T> {
                     }
                     return Err(e);
                 }
-                session.ticket = Ticket(new.as_str().to_owned());
+                session.ticket = ticket;
                 session.id = new;
                 session.version = 1;
                 session.expires_at = expires_at;
@@ -860,7 +954,7 @@ impl<T: SessionData> SessionManager<T> {
     pub async fn destroy(&self, ticket: &str) -> Result<bool> {
         let (ended, id, subject) = match &self.inner.mode {
             Mode::Stateful(store) => {
-                let id = SessionId::parse(ticket)?;
+                let id = self.store_id(&SessionId::parse(ticket)?);
                 let ended = observe(self.inner.backend, "delete", store.delete(&id)).await?;
                 (ended, id, None)
             }
@@ -878,6 +972,41 @@ impl<T: SessionData> SessionManager<T> {
             self.inner
                 .events
                 .emit(EventKind::Destroyed, subject.as_deref(), Some(&id));
+        }
+        Ok(ended)
+    }
+
+    /// Ends the session the store keeps under `id`: the
+    /// [`Session::id`] of a session from [`SessionManager::list_subject`]
+    /// (a "your devices" page ending another device), whose ticket this
+    /// manager does not know. `Ok(false)` if it was gone. Stateful mode only
+    /// ([`Error::Unsupported`] for stateless tokens: use `destroy` with the
+    /// token, or `destroy_subject`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sessionkit_core::Result<()> {
+    /// # use sessionkit_core::{SessionManager, testing::VecStore};
+    /// let manager = SessionManager::<u32>::stateful(VecStore::default()).build()?;
+    /// manager.create(Some("alice"), 1).await?; // the phone
+    /// let laptop = manager.create(Some("alice"), 2).await?;
+    /// for device in manager.list_subject("alice").await? {
+    ///     if device.id() != laptop.id() {
+    ///         assert!(manager.destroy_id(&device.id()).await?); // log the phone out
+    ///     }
+    /// }
+    /// assert_eq!(manager.list_subject("alice").await?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn destroy_id(&self, id: &SessionId) -> Result<bool> {
+        let Mode::Stateful(store) = &self.inner.mode else {
+            return Err(Error::Unsupported(
+                "stateless tokens are ended with destroy(token) or destroy_subject",
+            ));
+        };
+        let ended = observe(self.inner.backend, "delete", store.delete(id)).await?;
+        if ended {
+            self.inner.events.emit(EventKind::Destroyed, None, Some(id));
         }
         Ok(ended)
     }
@@ -932,6 +1061,9 @@ impl<T: SessionData> SessionManager<T> {
     }
 
     /// Every live session of `subject` (for a "your sessions" page).
+    /// Their [`Session::ticket`] is empty: tickets are credentials, and the
+    /// store keeps only a hash of each. End one with
+    /// [`SessionManager::destroy_id`].
     /// Undecodable ones are skipped and counted. Stateless mode:
     /// [`Error::Unsupported`], since tokens live only with their clients.
     pub async fn list_subject(&self, subject: &str) -> Result<Vec<Session<T>>> {
@@ -950,7 +1082,10 @@ impl<T: SessionData> SessionManager<T> {
         )
         .await?
         {
-            if let Some(s) = self.session_from_record(store, record, now, false).await? {
+            if let Some(s) = self
+                .session_from_record(store, record, now, false, None)
+                .await?
+            {
                 sessions.push(s);
             }
         }
@@ -1158,16 +1293,17 @@ impl<T: SessionData> SessionManager<T> {
     /// ID in the (astronomically unlikely) case of a collision. The payload
     /// is checked to read back (see [`Self::encode_checked`]) and, when
     /// sealed, bound to the ID it is stored under.
-    /// Returns the ID the record was stored under.
+    /// Returns the ticket the client keeps and the ID the store keeps.
     async fn insert_new(
         &self,
         store: &Arc<dyn SessionStore>,
-        id: SessionId,
         subject: &Option<String>,
         created_at: Timestamp,
         expires_at: Timestamp,
         data: &T,
-    ) -> Result<SessionId> {
+    ) -> Result<(Ticket, SessionId)> {
+        let mut ticket = SessionId::try_generate()?;
+        let id = self.store_id(&ticket);
         let mut record = Record {
             id,
             subject: subject.clone(),
@@ -1178,9 +1314,10 @@ impl<T: SessionData> SessionManager<T> {
         };
         for _ in 0..3 {
             match observe(self.inner.backend, "create", store.create(&record)).await {
-                Ok(()) => return Ok(record.id),
+                Ok(()) => return Ok((Ticket(ticket.as_str().to_owned()), record.id)),
                 Err(Error::Conflict) => {
-                    record.id = SessionId::try_generate()?;
+                    ticket = SessionId::try_generate()?;
+                    record.id = self.store_id(&ticket);
                     record.payload = self.encode(data, &record.id, 1)?;
                 }
                 Err(e) => return Err(e),
@@ -1189,12 +1326,113 @@ impl<T: SessionData> SessionManager<T> {
         Err(Error::Conflict)
     }
 
+    /// The ID the store keeps for a ticket's ID.
+    fn store_id(&self, ticket: &SessionId) -> SessionId {
+        match &self.inner.config.id_hash {
+            Some(hash) => hash.apply(ticket),
+            None => *ticket,
+        }
+    }
+
+    async fn load_record(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        id: &SessionId,
+        fresh: bool,
+    ) -> Result<Option<Record>> {
+        if fresh {
+            observe(self.inner.backend, "load_fresh", store.load_fresh(id)).await
+        } else {
+            observe(self.inner.backend, "load", store.load(id)).await
+        }
+    }
+
+    /// Moves a session found under its plain ID to its hashed ID: a new
+    /// record with the same data, subject and instants, then the old one
+    /// removed only if nobody changed it meanwhile (as in a rotation). A
+    /// request that loses the race finds the session at its new place.
+    async fn move_to_hashed(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        legacy: Record,
+        hashed: SessionId,
+        ticket: &str,
+        now: Timestamp,
+    ) -> Result<Option<Session<T>>> {
+        let Some(session) = self
+            .session_from_record(store, legacy, now, false, Some(ticket))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let record = Record {
+            id: hashed,
+            subject: session.subject.clone(),
+            payload: self.encode(&session.data, &hashed, 1)?,
+            version: 1,
+            created_at: session.created_at,
+            expires_at: session.expires_at,
+        };
+        match observe(self.inner.backend, "create", store.create(&record)).await {
+            Ok(()) => {}
+            // Another request moved it first.
+            Err(Error::Conflict) => {
+                return self
+                    .load_hashed_after_move(store, &hashed, ticket, now)
+                    .await;
+            }
+            Err(e) => return Err(e),
+        }
+        let plain = session.id;
+        match observe(
+            self.inner.backend,
+            "compare_and_delete",
+            store.compare_and_delete(&plain, session.version),
+        )
+        .await
+        {
+            Ok(()) => {
+                self.session_from_record(store, record, now, false, Some(ticket))
+                    .await
+            }
+            Err(e) => {
+                // Changed or ended under its old ID meanwhile: keep that
+                // outcome, take the copy back.
+                let _ = observe(self.inner.backend, "delete", store.delete(&hashed)).await;
+                if matches!(e, Error::NotFound | Error::Conflict) {
+                    return Ok(None);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn load_hashed_after_move(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        hashed: &SessionId,
+        ticket: &str,
+        now: Timestamp,
+    ) -> Result<Option<Session<T>>> {
+        match self.load_record(store, hashed, true).await? {
+            Some(record) => {
+                self.session_from_record(store, record, now, false, Some(ticket))
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// `ticket`: what the client presented, when this record was found
+    /// through it; `None` for records found otherwise (listed by subject),
+    /// whose ticket this manager does not know.
     async fn session_from_record(
         &self,
         store: &Arc<dyn SessionStore>,
         record: Record,
         now: Timestamp,
         extend: bool,
+        ticket: Option<&str>,
     ) -> Result<Option<Session<T>>> {
         if now >= record.created_at + self.inner.config.absolute_timeout {
             // Past the absolute timeout (for instance after the timeout was
@@ -1212,7 +1450,7 @@ impl<T: SessionData> SessionManager<T> {
             Err(e) => return self.undecodable(&record.id, e),
         };
         let mut session = Session {
-            ticket: Ticket(record.id.as_str().to_owned()),
+            ticket: Ticket(ticket.unwrap_or_default().to_owned()),
             id: record.id,
             subject: record.subject,
             data,

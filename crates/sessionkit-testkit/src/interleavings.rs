@@ -768,3 +768,42 @@ pub async fn concurrent_compare_and_delete_one_wins(store: Arc<dyn SessionStore>
         "compare_and_delete was not atomic in {broken} of {TRIALS} trials"
     );
 }
+
+/// IDs at rest: what the store keeps (as listed by the store itself) holds
+/// no working ticket. Sessions are created, saved and rotated through the
+/// manager; every stored ID, tried as a ticket, finds nothing, and no
+/// ticket appears as a stored ID.
+pub async fn stored_ids_are_not_tickets(store: Arc<dyn SessionStore>) {
+    let m = manager(Arc::clone(&store));
+    let subject = unique_subject("at-rest");
+    let mut tickets = Vec::new();
+    for _ in 0..5 {
+        let s = m
+            .create(Some(&subject), Counter::default())
+            .await
+            .expect("create");
+        tickets.push(s.ticket().as_str().to_owned());
+    }
+    let mut rotated = m.load(&tickets[0]).await.expect("load").expect("live");
+    m.rotate(&mut rotated).await.expect("rotate");
+    tickets.push(rotated.ticket().as_str().to_owned());
+    m.update(&tickets[1], |c| c.value += 1)
+        .await
+        .expect("update");
+    let stored = store
+        .list_subject(&subject)
+        .await
+        .expect("list_subject of the test subject");
+    assert_eq!(stored.len(), 5);
+    for record in stored {
+        let key = record.id.as_str();
+        assert!(
+            !tickets.iter().any(|t| t == key),
+            "the store keeps a ticket as its key"
+        );
+        assert!(
+            m.load(key).await.expect("load").is_none(),
+            "an ID read from the store worked as a ticket"
+        );
+    }
+}

@@ -89,6 +89,7 @@
 
 pub mod cases;
 mod concurrency;
+pub mod families;
 pub mod interleavings;
 mod model;
 
@@ -200,6 +201,19 @@ macro_rules! conformance_suite {
             concurrent_rotate_and_logout_never_resurrect,
             create_vs_delete_subject_index_agrees,
             concurrent_compare_and_delete_one_wins,
+            stored_ids_are_not_tickets,
+        );
+
+        $crate::conformance_suite!(@families $factory;
+            refresh_rotates_single_use,
+            refresh_reuse_ends_every_token,
+            refresh_tampered_token_ends_nothing,
+            refresh_race_of_two_one_winner,
+            refresh_race_of_ten_one_winner,
+            refresh_grace_window_same_token,
+            family_end_kills_all_access_tokens,
+            family_logout_everywhere,
+            family_devices_list,
         );
 
         #[test]
@@ -228,6 +242,19 @@ macro_rules! conformance_suite {
                         return;
                     };
                     $crate::interleavings::$case(::std::sync::Arc::new(store)).await;
+                });
+            }
+        )*
+    };
+    (@families $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::__private::block_on(async {
+                    let Some(store) = $factory().await else {
+                        return;
+                    };
+                    $crate::families::$case(::std::sync::Arc::new(store)).await;
                 });
             }
         )*
