@@ -48,10 +48,19 @@ pub enum TokenRejection {
     /// A required claim is missing.
     #[error("the token lacks a required claim")]
     MissingClaim,
-    /// The token was issued before the subject's not-before instant
-    /// ("log out everywhere").
+    /// The token belongs to a session that started at or before its
+    /// subject's not-before instant ("log out everywhere").
     #[error("the token was issued before its subject was logged out everywhere")]
     IssuedBeforeLogout,
+    /// `iat` (or the session start it carries) is later than now plus the
+    /// leeway: the token claims to come from the future. A clock that lies
+    /// never lets a token outlive "log out everywhere".
+    #[error("the token's issue time is in the future")]
+    IssuedInFuture,
+    /// The header carries a `crit` parameter (with any value, `null`
+    /// included): it names extensions this codec does not understand.
+    #[error("the token's header has a critical parameter this codec does not understand")]
+    CriticalHeader,
 }
 
 /// Everything that can go wrong in sessionkit.
