@@ -11,7 +11,7 @@ use sessionkit_core::{
 use tokio::sync::mpsc;
 
 use crate::config::RedisConfig;
-use crate::conn::{bounded, map_err};
+use crate::conn::{bounded, connection_lost, map_err};
 use crate::keys::Keys;
 use crate::store::manager_config;
 
@@ -26,23 +26,30 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 ///
 /// - [`publish`](InvalidationChannel::publish) sends
 ///   [`InvalidationMessage::encode`] with `PUBLISH` (through a
-///   reconnecting connection manager, bounded by the command timeout);
+///   reconnecting connection manager, bounded by the command timeout; sent
+///   once more on a new connection if the connection turns out dead, as
+///   after a Redis restart: a message delivered twice only evicts twice);
 /// - [`subscribe`](InvalidationChannel::subscribe) subscribes once (an
 ///   error if that fails), then hands the connection to a background task
 ///   that forwards every decodable message as [`ChannelEvent::Message`]
 ///   (malformed ones are logged and skipped), pings the server every
-///   [`ping_interval`](RedisConfig::ping_interval), and when the connection
-///   drops or a ping goes unanswered sends [`ChannelEvent::Reset`],
-///   reconnects with exponential backoff (50 ms to 2 s) and sends
-///   [`ChannelEvent::Reset`] again once subscribed anew (messages published
-///   in between were missed). The task ends when the receiver is dropped.
-///   A subscriber that falls more than 1024 events behind gets a `Reset` in
-///   place of what could not be queued.
+///   [`ping_interval`](RedisConfig::ping_interval), and as soon as the
+///   connection drops or a ping goes unanswered within the command timeout
+///   sends [`ChannelEvent::Disconnected`] (nothing is received from then
+///   on), reconnects with exponential backoff (50 ms to 2 s), and sends
+///   [`ChannelEvent::Reset`] once subscribed anew (the subscription is live
+///   again; messages published in between were missed). A subscriber (such
+///   as `CachedStore`) therefore knows at every moment whether it is
+///   subscribed. The task ends when the receiver is dropped. A subscriber
+///   that falls more than 1024 events behind gets a `Reset` in place of the
+///   messages that could not be queued (`Disconnected` and `Reset` are
+///   never dropped).
 ///
 /// With Redis Cluster, give any node's URL: classic pub/sub messages are
 /// broadcast to every node of the cluster. The channel stays on that one
-/// node: while it is down, subscribers get `Reset` and keep retrying it (a
-/// cache then relies on its `max_staleness`), so prefer a stable address.
+/// node: while it is down, subscribers see `Disconnected` and the channel
+/// keeps retrying it (a cache then relies on its `max_staleness`), so
+/// prefer a stable address.
 ///
 /// ```no_run
 /// # async fn demo() -> sessionkit_core::Result<()> {
@@ -58,7 +65,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// while let Some(event) = events.recv().await {
 ///     match event {
 ///         ChannelEvent::Message(msg) => println!("evict {:?}", msg.target),
-///         ChannelEvent::Reset => println!("evict everything"),
+///         ChannelEvent::Disconnected => println!("unsubscribed: evict everything"),
+///         ChannelEvent::Reset => println!("subscribed again: evict everything"),
 ///     }
 /// }
 /// # Ok(()) }
@@ -127,15 +135,18 @@ async fn open_subscription(
 }
 
 /// Delivers one event; `false` when the receiver is gone. When the queue is
-/// full the event is lost, so a `Reset` takes its place (waiting for room).
+/// full, a message is lost, so a `Reset` takes its place (waiting for
+/// room); a `Disconnected` or `Reset` is never lost: it waits for room
+/// itself.
 async fn deliver(tx: &mpsc::Sender<ChannelEvent>, event: ChannelEvent) -> bool {
     match tx.try_send(event) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Closed(_)) => false,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(mpsc::error::TrySendError::Full(ChannelEvent::Message(_))) => {
             tracing::warn!("invalidation subscriber fell behind; sending a reset");
             tx.send(ChannelEvent::Reset).await.is_ok()
         }
+        Err(mpsc::error::TrySendError::Full(event)) => tx.send(event).await.is_ok(),
     }
 }
 
@@ -169,7 +180,7 @@ async fn pump(pubsub: PubSub, tx: &mpsc::Sender<ChannelEvent>, config: &RedisCon
                 let answered =
                     tokio::time::timeout(config.command_timeout, sink.ping::<redis::Value>()).await;
                 if !matches!(answered, Ok(Ok(_))) {
-                    tracing::warn!("invalidation channel: ping failed, reconnecting");
+                    tracing::warn!("invalidation channel: ping unanswered, reconnecting");
                     return End::ConnectionLost;
                 }
             }
@@ -214,15 +225,16 @@ async fn run(
         if !matches!(pump(pubsub, &tx, &config).await, End::ConnectionLost) {
             return;
         }
-        // Messages may be missed from now on…
-        if !deliver(&tx, ChannelEvent::Reset).await {
+        // The subscription is gone: nothing is received from now on…
+        if !deliver(&tx, ChannelEvent::Disconnected).await {
             return;
         }
         let Some(p) = reconnect(&client, &channel, &config, &tx).await else {
             return;
         };
         tracing::info!("invalidation channel: resubscribed");
-        // …and whatever was published while we were away is lost.
+        // …until now, and whatever was published while we were away is
+        // lost: the subscription is live again.
         if !deliver(&tx, ChannelEvent::Reset).await {
             return;
         }
@@ -234,15 +246,24 @@ async fn run(
 impl InvalidationChannel for RedisInvalidationChannel {
     async fn publish(&self, message: &InvalidationMessage) -> Result<()> {
         let timeout = self.config.command_timeout;
-        bounded(timeout, async {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(&self.channel).arg(message.encode());
+        let publish = || async {
             let mut conn = self.publisher.clone();
-            let _receivers: i64 = redis::cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(message.encode())
+            let _receivers: i64 = cmd
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| map_err(e, timeout))?;
             Ok(())
+        };
+        bounded(timeout, async {
+            // A dead connection (the first command after a Redis restart)
+            // is retried once on the new one: a message delivered twice
+            // only evicts twice.
+            match publish().await {
+                Err(e) if connection_lost(&e) => publish().await,
+                r => r,
+            }
         })
         .await
     }

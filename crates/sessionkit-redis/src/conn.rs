@@ -69,14 +69,14 @@ impl ConnectionLike for Conn {
 }
 
 /// Maps a redis error: I/O, dropped connections, cluster reconfiguration
-/// and loading/failover states are retryable backend errors; client-side
-/// timeouts are [`Error::Timeout`]; everything else is a non-retryable
+/// and loading/failover states are transient backend errors; client-side
+/// timeouts are [`Error::Timeout`]; everything else is a non-transient
 /// backend error.
 pub(crate) fn map_err(e: RedisError, timeout: Duration) -> Error {
     if e.is_timeout() {
-        return Error::Timeout(timeout);
+        return Error::Timeout(Some(timeout));
     }
-    let retryable = e.is_io_error()
+    let transient = e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_cluster_error()
@@ -88,7 +88,7 @@ pub(crate) fn map_err(e: RedisError, timeout: Duration) -> Error {
                 | ErrorKind::Server(ServerErrorKind::ReadOnly)
                 | ErrorKind::Server(ServerErrorKind::TryAgain)
         );
-    Error::backend(e, retryable)
+    Error::backend(e, transient)
 }
 
 /// Runs `fut` with an overall deadline of `timeout`.
@@ -98,8 +98,23 @@ pub(crate) async fn bounded<T>(
 ) -> Result<T, Error> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(Error::Timeout(timeout)),
+        Err(_) => Err(Error::Timeout(Some(timeout))),
     }
+}
+
+/// Whether `e` says the connection is dead: an I/O error (a broken pipe, a
+/// reset, a connection closed before the reply, a refused reconnection),
+/// not a timeout and not an answer of the server. Such a request either
+/// never reached the server or got no reply from it; a read or a call that
+/// is safe to repeat retries it once on a new connection (see
+/// `RedisStore::bounded_retry`).
+pub(crate) fn connection_lost(e: &Error) -> bool {
+    let Error::Backend { source, .. } = e else {
+        return false;
+    };
+    source
+        .downcast_ref::<RedisError>()
+        .is_some_and(|r| (r.is_io_error() || r.is_connection_dropped()) && !r.is_timeout())
 }
 
 /// How many store calls in a row must time out before the cluster connection

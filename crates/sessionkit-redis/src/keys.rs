@@ -79,6 +79,16 @@ impl Keys {
         key
     }
 
+    /// `{prefix}:r:{<id>}`: the receipt of the last `compare_and_delete`
+    /// that removed this session (its call's nonce and the subject tag),
+    /// kept for a few seconds so that the call can tell, when it has to
+    /// send its request again, that its first attempt already succeeded.
+    /// Same hash tag as the session key, so both are in one slot on a
+    /// cluster.
+    pub(crate) fn receipt(&self, id: &SessionId) -> String {
+        format!("{}:r:{{{}}}", self.prefix, id.as_str())
+    }
+
     /// `{prefix}:u:{<hex>}`: the sorted set of a subject's session IDs,
     /// scored by expiry. `<hex>` is the first 128 bits of SHA-256 of the
     /// subject, so any subject (spaces, `*`, braces, non-ASCII…) yields a
@@ -152,6 +162,7 @@ mod tests {
             keys.staging(&id, 0xab),
             format!("sk:t:{{{}}}:00000000000000ab", id.as_str())
         );
+        assert_eq!(keys.receipt(&id), format!("sk:r:{{{}}}", id.as_str()));
         assert_eq!(
             redis::ToRedisArgs::to_redis_args(&keys.session_arg(&id)),
             vec![keys.session(&id).into_bytes()]

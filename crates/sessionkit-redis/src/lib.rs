@@ -9,7 +9,10 @@
 //! - [`RedisInvalidationChannel`], an
 //!   [`InvalidationChannel`](sessionkit_core::InvalidationChannel) over Redis
 //!   pub/sub, for `CachedStore` instances that must evict what other
-//!   instances changed.
+//!   instances changed. It reports a lost subscription at once
+//!   (`ChannelEvent::Disconnected`: the connection dropped or a health-check
+//!   ping went unanswered) and a renewed one (`ChannelEvent::Reset`), so a
+//!   cache's `is_subscribed()` tells the truth.
 //!
 //! ```no_run
 //! # async fn run() -> sessionkit_core::Result<()> {
@@ -39,6 +42,7 @@
 //! | --- | --- | --- |
 //! | `<prefix>:s:{<id>}` | string | one session (the encoding below), with `PXAT` expiry |
 //! | `<prefix>:t:{<id>}:<nonce>` | string | a save's new value, for the moment between its two commands (30 s expiry) |
+//! | `<prefix>:r:{<id>}` | string | the receipt of the `compare_and_delete` that removed the session: its call's nonce and the subject (expires after twice the command timeout + 1 s, at most a day) |
 //! | `<prefix>:u:{<subject hash>}` | sorted set | the IDs of a subject's sessions, scored by expiry (ms) |
 //! | `<prefix>:invalidate` | pub/sub channel | invalidation messages |
 //!
@@ -66,9 +70,15 @@
 //! length (u16 BE), the subject (UTF-8), then the payload bytes, untouched.
 //! The Lua scripts read the version and the expiry at fixed offsets without
 //! parsing the rest. Decoding checks every length and never panics: a
-//! corrupted value is [`Error::Decode`](sessionkit_core::Error::Decode)
-//! (from `load`, `save` and `touch`; `list_subject` skips it with a warning
-//! so that one bad value does not hide a user's other sessions).
+//! corrupted value is [`Error::Decode`](sessionkit_core::Error::Decode).
+//! The scripts check the header and the subject exactly as the decoder does
+//! (lengths, flags, UTF-8), so a value that would not decode is never
+//! written over or removed by mistake. The policy for corrupted values:
+//! `load`, `save`, `touch` and `compare_and_delete` fail with
+//! `Error::Decode` and leave the value as it is; `list_subject` skips it
+//! with a `tracing` warning, so that one bad value does not hide a user's
+//! other sessions; `delete` and `delete_subject` remove it (and count it as
+//! removed).
 //!
 //! ## Expiry
 //!
@@ -102,11 +112,18 @@
 //! - Values and keys are written straight into the command buffer, and a
 //!   loaded payload is a view into the reply, not a copy.
 //! - `load`: `GET`. `delete`: `GETDEL`, then `ZREM` from the subject index.
+//! - `compare_and_delete`: a Lua script that reads the header and subject
+//!   (`GETRANGE`), answers `NotFound` (absent or expired), `Conflict`
+//!   (another version) or `Decode` (corrupted) without deleting anything,
+//!   and otherwise deletes the session and leaves a receipt (see "Timeouts
+//!   and retries"); then, like `delete`, `ZREM` from the subject index. Of
+//!   concurrent compare-and-deletes of one version exactly one succeeds.
 //!
 //! Every script touches the keys of **one** session (its key, and for a
-//! save the staged value, which shares its hash slot), so on a standalone
-//! server *and* on a cluster, each change to one session (create, CAS save,
-//! touch, delete) is atomic. The subject index lives in another slot than the
+//! save the staged value, for a compare-and-delete the receipt, which
+//! share its hash slot), so on a standalone server *and* on a cluster,
+//! each change to one session (create, CAS save, touch, delete,
+//! compare-and-delete) is atomic. The subject index lives in another slot than the
 //! session keys (a subject's sessions are spread over the cluster), so on a
 //! cluster no script could update both, and the index is maintained by
 //! separate commands — on a standalone server too, so that both deployments
@@ -133,8 +150,22 @@
 //!   entry;
 //! - `delete_subject` deletes each listed session with a one-key script that
 //!   checks the stored subject first (a session moved to another subject
-//!   survives), then removes the entries. It is not one atomic step: a
-//!   session created for the subject while it runs may survive it.
+//!   survives; a corrupted one is removed), then removes the entries. It is
+//!   not one atomic step, so it makes passes: a listed session that a pass
+//!   finds already gone was removed by someone else meanwhile — such as the
+//!   `compare_and_delete` of a rotation, whose new session was created and
+//!   indexed before the old one went — so it reads the index again and
+//!   removes what appeared (until a pass sees nothing vanish that the
+//!   previous one had not already found gone; at most 8 passes). A session
+//!   rotated during a log-out everywhere does not survive it; a session
+//!   *created* (a new login) while it runs may, and is then listed;
+//! - create against delete_subject: `create`'s index entry carries the
+//!   session's expiry as its score, and an index entry is only pruned once
+//!   its score has passed or after its session was deleted, so a
+//!   `delete_subject` or `list_subject` that runs between `create`'s two
+//!   writes (in either order) keeps the entry; once `create` has returned,
+//!   the session is listed while it loads, and `delete_subject` removes
+//!   it.
 //!
 //! ## Timeouts and retries
 //!
@@ -144,11 +175,30 @@
 //! an outer `tokio::time::timeout`, so no call hangs on a dead or paused
 //! server: it fails with `Error::Timeout`. Lost connections, I/O errors,
 //! cluster redirection failures and `LOADING`/`READONLY`/`TRYAGAIN` replies
-//! are `Error::Backend { retryable: true, .. }`. The store does not retry
-//! writes by itself (the outcome of a write whose reply was lost is
-//! unknown; a CAS retry belongs to `SessionManager::update`); the connection
-//! manager reconnects in the background, so the same store works again once
-//! the server is back.
+//! are `Error::Backend { transient: true, .. }`; a timeout is
+//! `Error::Timeout(Some(limit))` with the configured limit.
+//!
+//! A dead connection is found out only when a command is sent on it: after
+//! a Redis restart, the first command of an idle store fails with a broken
+//! pipe while the connection manager starts reconnecting. Calls that are
+//! safe to send again — `load`, `load_fresh`, `list_subject`, `touch`
+//! (it sets an absolute expiry), `delete`, `delete_subject` and
+//! `compare_and_delete` — are then sent once more, on the new connection
+//! and within the same command timeout, but only after an I/O error (a
+//! broken pipe, a reset, a connection closed before the reply, a refused
+//! reconnection): never after a timeout or an answer of the server. Such a
+//! request may still have been applied before the connection died; then
+//! `delete` reports `false` and `delete_subject` does not count what the
+//! first attempt removed. `compare_and_delete` is made safe to send again
+//! by its receipt: each call carries a random nonce, the script stores it
+//! next to the session it deletes, and a second attempt that finds the
+//! session gone and its own nonce there reports the success of the first
+//! (another call's receipt is `NotFound`, so exactly one compare-and-delete
+//! of a version still wins). `create` and `save` are never sent again: the
+//! outcome of a write whose reply was lost is unknown (a second `create`
+//! would report a `Conflict` with itself; a CAS retry belongs to
+//! `SessionManager::update`). The connection manager reconnects in the
+//! background, so the same store works again once the server is back.
 //!
 //! On a cluster, the redis crate's (1.x) async cluster connection follows
 //! `MOVED`/`ASK`, refreshes its slot map and retries by itself

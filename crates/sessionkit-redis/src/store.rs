@@ -16,7 +16,7 @@ use crate::codec;
 use crate::config::RedisConfig;
 #[cfg(feature = "cluster")]
 use crate::conn::ClusterShared;
-use crate::conn::{Conn, bounded, map_err};
+use crate::conn::{Conn, bounded, connection_lost, map_err};
 use crate::keys::Keys;
 
 /// The latest instant handed to `PXAT` (31 Dec 9999); later expiries are
@@ -26,11 +26,43 @@ const MAX_PXAT: i64 = 253_402_300_799_999;
 const MGET_CHUNK: usize = 256;
 /// How many per-session deletes `delete_subject` runs at once.
 const DELETE_CONCURRENCY: usize = 16;
+/// The most passes over a subject's index one `delete_subject` makes (see
+/// `RedisStore::delete_subject_inner`).
+const DELETE_SUBJECT_PASSES: usize = 8;
 
-// Every script touches exactly one key (or one index key), so each is atomic
-// on a cluster too. Header offsets: see `codec`.
-const HEADER_CHECK: &str = r"
-if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {-2} end
+// Every script touches the keys of one session (one hash slot) or one index
+// key, so each is atomic on a cluster too. Header offsets: see `codec`.
+
+/// `utf8_ok(s, from, to)`: whether bytes `from..=to` of `s` are valid UTF-8,
+/// by the rules of Rust's `str::from_utf8` (no overlong forms, no
+/// surrogates, nothing above U+10FFFF), so that a script refuses exactly
+/// the subjects that [`codec`] would call corrupted.
+const UTF8_OK: &str = r"
+local function utf8_ok(s, from, to)
+  local i = from
+  while i <= to do
+    local c = string.byte(s, i)
+    local n, lo, hi = 0, 128, 191
+    if c < 128 then n = 0
+    elseif c >= 194 and c <= 223 then n = 1
+    elseif c == 224 then n = 2; lo = 160
+    elseif c >= 225 and c <= 236 then n = 2
+    elseif c == 237 then n = 2; hi = 159
+    elseif c == 238 or c == 239 then n = 2
+    elseif c == 240 then n = 3; lo = 144
+    elseif c >= 241 and c <= 243 then n = 3
+    elseif c == 244 then n = 3; hi = 143
+    else return false end
+    if i + n > to then return false end
+    for k = 1, n do
+      local d = string.byte(s, i + k)
+      if d < lo or d > hi then return false end
+      lo, hi = 128, 191
+    end
+    i = i + n + 1
+  end
+  return true
+end
 ";
 
 /// Reads only the 29-byte header of KEYS[1] into `v` (returning {0} when the
@@ -47,13 +79,19 @@ if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {-2}
 
 /// Sets `tag` to the subject tag (flags, length, subject) of KEYS[1], whose
 /// header is in `v`; reads the subject bytes only when there is a subject.
+/// Returns {-2} for anything [`codec`] would refuse (needs [`UTF8_OK`]).
 const READ_SUBJECT_TAG: &str = r"
 local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-if n > 256 or string.byte(v, 27) > 1 then return {-2} end
+local flags = string.byte(v, 27)
+if n > 256 or flags > 1 or (flags == 0 and n > 0) then return {-2} end
 local tag = string.sub(v, 27, 29)
 if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
-if #tag ~= 3 + n then return {-2} end
+if #tag ~= 3 + n or not utf8_ok(tag, 4, #tag) then return {-2} end
 ";
+
+/// The longest a `compare_and_delete` receipt is kept (a day), whatever the
+/// command timeout.
+const RECEIPT_TTL_MAX_MS: u64 = 86_400_000;
 
 /// How long a staged value waits for the save script that moves it into
 /// place (it is sent right before the script, in the same pipeline).
@@ -72,8 +110,9 @@ const STAGING_TTL_MS: u64 = 30_000;
 /// costs two string comparisons before the `RENAME`; anything else takes
 /// the slow path, which tells the cases apart.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
         r"
+{UTF8_OK}
 local v = redis.call('GETRANGE', KEYS[1], 0, 25 + #ARGV[4])
 local now = tonumber(ARGV[2])
 local same = string.sub(v, 1, 10) == ARGV[1] and string.sub(v, 27) == ARGV[4]
@@ -90,11 +129,12 @@ if not same then
     refused = -1
   else
     local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-    if n > 256 or string.byte(v, 27) > 1 then
+    local flags = string.byte(v, 27)
+    if n > 256 or flags > 1 or (flags == 0 and n > 0) then
       refused = -2
     else
       same = redis.call('GETRANGE', KEYS[1], 26, 28 + n)
-      if #same ~= 3 + n then refused = -2 end
+      if #same ~= 3 + n or not utf8_ok(same, 4, #same) then refused = -2 end
     end
   end
 elseif struct.unpack('>i8', v, 19) <= now then
@@ -112,9 +152,9 @@ else
   redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 end
 if same == true then return 1 end
-return {1, same}
-",
-    )
+return {{1, same}}
+"
+    ))
 });
 
 /// Moves the expiry. KEYS[1] session; ARGV: now, new expiry for PXAT, new
@@ -124,6 +164,7 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     // the payload is neither read nor rewritten.
     Script::new(&format!(
         r"
+{UTF8_OK}
 {READ_HEADER}
 local now = tonumber(ARGV[1])
 if struct.unpack('>i8', v, 19) <= now then return {{0}} end
@@ -139,20 +180,71 @@ return {{1, tag}}
     ))
 });
 
-/// Deletes a session only if it still belongs to the subject. KEYS[1]
-/// session; ARGV: subject tag, now. Returns {1} deleted live | {2} deleted
-/// expired | {0} absent or another subject | {-2}.
+/// Compare-and-delete. KEYS[1] session, KEYS[2] its receipt; ARGV:
+/// expected version (8 bytes BE), now, the call's nonce (8 bytes), receipt
+/// lifetime (ms). Deletes a live session whose stored version is the
+/// expected one and leaves a receipt (nonce and subject tag) behind.
+/// Returns {1, subject tag} deleted (or: absent, and the receipt is this
+/// call's: an earlier attempt of the same call deleted it) | {0} absent or
+/// expired | {-1} another version | {-2} corrupted (nothing deleted).
+///
+/// Reads only the header and the subject (`GETRANGE`), like `touch`.
+static COMPARE_AND_DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+{UTF8_OK}
+local v = redis.call('GETRANGE', KEYS[1], 0, 28)
+if #v == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {{-2}} end
+  local receipt = redis.call('GET', KEYS[2])
+  if receipt and string.sub(receipt, 1, 8) == ARGV[3] then
+    return {{1, string.sub(receipt, 9)}}
+  end
+  return {{0}}
+end
+if #v < 29 or string.byte(v, 1) ~= 83 or string.byte(v, 2) ~= 1 then return {{-2}} end
+if struct.unpack('>i8', v, 19) <= tonumber(ARGV[2]) then return {{0}} end
+if string.sub(v, 3, 10) ~= ARGV[1] then return {{-1}} end
+{READ_SUBJECT_TAG}
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[3] .. tag, 'PX', ARGV[4])
+return {{1, tag}}
+"
+    ))
+});
+
+/// Deletes a session listed in a subject's index if it still belongs to the
+/// subject, or if it is corrupted (whatever [`codec`] would refuse: its
+/// subject cannot be read, and the index names it for this subject).
+/// KEYS[1] session; ARGV: subject tag, now. Returns {1} deleted live | {2}
+/// deleted expired | {3} deleted corrupted | {0} absent or another subject.
+/// Reads only the header and the subject (`GETRANGE`).
 static DELETE_IF_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"
-local v = redis.call('GET', KEYS[1])
-if not v then return {{0}} end
-{HEADER_CHECK}
-local n = string.byte(v, 28) * 256 + string.byte(v, 29)
-if string.sub(v, 27, 29 + n) ~= ARGV[1] then return {{0}} end
+{UTF8_OK}
+local v = redis.call('GETRANGE', KEYS[1], 0, 28)
+if #v == 0 and redis.call('EXISTS', KEYS[1]) == 0 then return {{0}} end
+local ok = #v == 29 and string.byte(v, 1) == 83 and string.byte(v, 2) == 1
+local tag = nil
+if ok then
+  local n = string.byte(v, 28) * 256 + string.byte(v, 29)
+  local flags = string.byte(v, 27)
+  ok = n <= 256 and (flags == 1 or (flags == 0 and n == 0))
+  if ok then
+    tag = string.sub(v, 27, 29)
+    if n > 0 then tag = redis.call('GETRANGE', KEYS[1], 26, 28 + n) end
+    ok = #tag == 3 + n
+  end
+end
+if ok and tag == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if struct.unpack('>i8', v, 19) > tonumber(ARGV[2]) then return {{1}} end
+  return {{2}}
+end
+if ok and utf8_ok(tag, 4, #tag) then return {{0}} end
 redis.call('DEL', KEYS[1])
-if struct.unpack('>i8', v, 19) > tonumber(ARGV[2]) then return {{1}} end
-return {{2}}
+return {{3}}
 "
     ))
 });
@@ -249,7 +341,7 @@ impl RedisStore {
 
     /// Connects to a standalone server through a
     /// [`ConnectionManager`] (one multiplexed connection that reconnects by
-    /// itself). Fails with a retryable error or [`Error::Timeout`] if the
+    /// itself). Fails with a transient error or [`Error::Timeout`] if the
     /// server cannot be reached within the connect timeout.
     pub async fn standalone(url: &str, config: RedisConfig) -> Result<Self> {
         let keys = Keys::new(&config.prefix)?;
@@ -383,6 +475,29 @@ impl RedisStore {
         result
     }
 
+    /// [`RedisStore::bounded`] for a call that is safe to send again: when
+    /// `call` fails because the connection is dead (see
+    /// [`connection_lost`]: the request never reached the server or got no
+    /// reply, as for the first command of an idle store after a Redis
+    /// restart), it runs once more, on the connection the connection
+    /// manager is re-establishing, within the same bound.
+    async fn bounded_retry<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.bounded(async {
+            match call().await {
+                Err(e) if connection_lost(&e) => {
+                    tracing::debug!(error = %e, "redis connection lost; sending the call once more");
+                    call().await
+                }
+                r => r,
+            }
+        })
+        .await
+    }
+
     fn err(&self, e: redis::RedisError) -> Error {
         map_err(e, self.timeout)
     }
@@ -501,8 +616,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Reads a subject's index and the sessions it names.
-    async fn scan_subject(&self, subject: &str) -> Result<Vec<IndexEntry>> {
+    /// Reads a subject's index and, `with_values`, the sessions it names.
+    async fn scan_subject(&self, subject: &str, with_values: bool) -> Result<Vec<IndexEntry>> {
         let raw: Value = self
             .query(
                 redis::cmd("ZRANGE")
@@ -524,7 +639,8 @@ impl RedisStore {
                 .flatten()
                 .map(|id| self.keys.session(id))
                 .collect();
-            let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if keys.is_empty() {
+            let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if keys.is_empty() || !with_values
+            {
                 Vec::new().into_iter()
             } else {
                 let v: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
@@ -554,7 +670,7 @@ impl RedisStore {
 
     async fn list_subject_inner(&self, subject: &str) -> Result<Vec<Record>> {
         let now = Timestamp::now();
-        let entries = self.scan_subject(subject).await?;
+        let entries = self.scan_subject(subject, true).await?;
         let mut live = Vec::new();
         let mut stale = Vec::new();
         let mut invalid = Vec::new();
@@ -620,10 +736,51 @@ impl RedisStore {
         (i, r.map(|v| v.first().copied().unwrap_or(0)))
     }
 
+    /// `delete_subject`: passes over the subject's index until a pass sees
+    /// no session vanish under it.
+    ///
+    /// A session the index lists but that a pass finds gone (or moved to
+    /// another subject) was removed by someone else while the pass ran, for
+    /// instance by the `compare_and_delete` of a rotation, whose new session
+    /// was created (and indexed) before the old one went, possibly after
+    /// this pass read the index. One more pass reads the index again and
+    /// removes that successor, so a session rotated during a log-out
+    /// everywhere does not survive it. An entry that was already gone in
+    /// the previous pass (a stale entry, or a create still in flight) does
+    /// not call for another pass, so the passes end: in practice one, two
+    /// when something raced, at most [`DELETE_SUBJECT_PASSES`].
     async fn delete_subject_inner(&self, subject: &str) -> Result<u64> {
-        let now = Timestamp::now();
-        let entries = self.scan_subject(subject).await?;
         let tag = codec::subject_tag(Some(subject));
+        let mut removed = 0u64;
+        let mut gone_before: std::collections::HashSet<String> = Default::default();
+        for pass in 1..=DELETE_SUBJECT_PASSES {
+            let (n, gone) = self.delete_subject_pass(subject, &tag).await?;
+            removed += n;
+            if gone.iter().all(|m| gone_before.contains(m)) {
+                return Ok(removed);
+            }
+            if pass == DELETE_SUBJECT_PASSES {
+                tracing::warn!(
+                    passes = pass,
+                    "delete_subject: sessions of the subject kept vanishing under concurrent changes; stopped"
+                );
+            }
+            gone_before = gone;
+        }
+        Ok(removed)
+    }
+
+    /// One pass of `delete_subject`: deletes every session the index lists
+    /// that still belongs to the subject (or is corrupted), cleans the index,
+    /// and returns how many live ones it removed and the members it found
+    /// gone or moved to another subject.
+    async fn delete_subject_pass(
+        &self,
+        subject: &str,
+        tag: &[u8],
+    ) -> Result<(u64, std::collections::HashSet<String>)> {
+        let now = Timestamp::now();
+        let entries = self.scan_subject(subject, false).await?;
         let mut results: Vec<(usize, Result<i64>)> = Vec::with_capacity(entries.len());
         let jobs: Vec<(usize, SessionId)> = entries
             .iter()
@@ -633,7 +790,7 @@ impl RedisStore {
         for batch in jobs.chunks(DELETE_CONCURRENCY) {
             let mut futs = Vec::with_capacity(batch.len());
             for (i, id) in batch {
-                futs.push(self.delete_if_subject(*i, *id, &tag, now));
+                futs.push(self.delete_if_subject(*i, *id, tag, now));
             }
             results.extend(futures_util::future::join_all(futs).await);
         }
@@ -643,7 +800,8 @@ impl RedisStore {
         let mut done = vec![false; entries.len()];
         for (i, r) in results {
             match r {
-                Ok(1) => {
+                // A corrupted value (3) counts as removed, as for `delete`.
+                Ok(1 | 3) => {
                     removed += 1;
                     done[i] = true;
                 }
@@ -658,10 +816,14 @@ impl RedisStore {
             return Err(e);
         }
         let mut stale = Vec::new();
+        let mut gone = std::collections::HashSet::new();
         for (e, done) in entries.iter().zip(done) {
             if done || e.id.is_none() {
                 deleted.push(e.member.as_str());
-            } else if e.score <= now.as_millis() as f64 {
+                continue;
+            }
+            gone.insert(e.member.clone());
+            if e.score <= now.as_millis() as f64 {
                 // Named no session of this subject: pruned only while its
                 // score has passed, so an in-flight create is kept.
                 stale.push(e.member.as_str());
@@ -673,7 +835,7 @@ impl RedisStore {
         if let Err(err) = self.index_prune(subject, now, &stale).await {
             tracing::debug!(error = %err, "could not prune a subject index; will retry on the next read");
         }
-        Ok(removed)
+        Ok((removed, gone))
     }
 }
 
@@ -814,7 +976,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
-        self.bounded(async {
+        self.bounded_retry(|| async {
             let bytes: Option<Vec<u8>> = self
                 .query(command("GET", 1, self.keys.session_len()).arg(self.keys.session_arg(id)))
                 .await?;
@@ -887,7 +1049,8 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
-        self.bounded(async {
+        // Safe to send again: it sets an absolute expiry.
+        self.bounded_retry(|| async {
             let now = Timestamp::now();
             let mut cmd = evalsha(&TOUCH, 1, 4, self.keys.session_len() + 48);
             cmd.arg(self.keys.session_arg(id))
@@ -916,7 +1079,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool> {
-        self.bounded(async {
+        // Safe to send again; if the first attempt was applied and only its
+        // reply was lost, the second finds nothing and reports `false`.
+        self.bounded_retry(|| async {
             let now = Timestamp::now();
             let old: Option<Vec<u8>> = self
                 .query(command("GETDEL", 1, self.keys.session_len()).arg(self.keys.session_arg(id)))
@@ -942,12 +1107,75 @@ impl SessionStore for RedisStore {
 
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         validate_subject(subject)?;
-        self.bounded(self.list_subject_inner(subject)).await
+        self.bounded_retry(|| self.list_subject_inner(subject))
+            .await
     }
 
     async fn delete_subject(&self, subject: &str) -> Result<u64> {
         validate_subject(subject)?;
-        self.bounded(self.delete_subject_inner(subject)).await
+        // Safe to send again (the count may then miss what the first
+        // attempt removed).
+        self.bounded_retry(|| self.delete_subject_inner(subject))
+            .await
+    }
+
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        // The nonce makes the call safe to send again: the script leaves it
+        // in a receipt next to the session when it deletes, and a second
+        // attempt that finds the session gone and its own receipt there
+        // knows the first one succeeded (a receipt of another call, say a
+        // concurrent rotation that won, is NotFound).
+        let nonce: [u8; 8] = rand::random::<u64>().to_be_bytes();
+        // The receipt must outlive the call (both attempts run within the
+        // command timeout); capped so that `PX` always accepts it.
+        let receipt_ttl_ms = u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(2)
+            .saturating_add(1_000)
+            .min(RECEIPT_TTL_MAX_MS);
+        let receipt = self.keys.receipt(id);
+        self.bounded_retry(|| async {
+            let mut cmd = evalsha(
+                &COMPARE_AND_DELETE,
+                2,
+                6,
+                self.keys.session_len() + receipt.len() + 8 + 20 + 8 + 20,
+            );
+            cmd.arg(self.keys.session_arg(id))
+                .arg(&receipt)
+                .arg(&version.to_be_bytes()[..])
+                .arg(Timestamp::now().as_millis())
+                .arg(&nonce[..])
+                .arg(receipt_ttl_ms);
+            let reply: Value = self.eval(&COMPARE_AND_DELETE, &cmd).await?;
+            match script_reply(reply)? {
+                (1, Some(tag)) => {
+                    // Like `delete`: the index entry goes after the session
+                    // (they are in different slots); an entry left behind
+                    // names no session and is pruned on read.
+                    match codec::parse_subject_tag(&tag) {
+                        Ok(Some(subject)) => {
+                            if let Err(err) = self.index_remove(&subject, &[id.as_str()]).await {
+                                tracing::debug!(error = %err, "could not remove a deleted session from its subject's index; pruned on read");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            // The script checks the subject as the codec
+                            // does, so this does not happen; the session is
+                            // gone either way.
+                            tracing::warn!(id = %id.redacted(), error = %err, "compare_and_delete removed a session whose subject could not be read");
+                        }
+                    }
+                    Ok(())
+                }
+                (0, _) => Err(Error::NotFound),
+                (-1, _) => Err(Error::Conflict),
+                (-2, _) => Err(Error::decode("corrupted session value")),
+                _ => Err(Error::backend("unexpected script reply", false)),
+            }
+        })
+        .await
     }
 
     /// Redis expires keys by itself (`PXAT`): nothing to purge, returns 0.

@@ -11,6 +11,36 @@ mod standalone {
     }
 
     sessionkit_testkit::conformance_suite!(store);
+
+    /// The corrupt-record policy (`load` is `Decode`, `list_subject` skips
+    /// it, `delete_subject` removes it), with the value overwritten by
+    /// garbage behind the store's back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_record_is_skipped_by_list_subject() {
+        use sessionkit_redis::redis;
+
+        let Some(store) = store().await else {
+            return;
+        };
+        let mut raw = redis::Client::open(super::common::redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys = store.clone();
+        sessionkit_testkit::cases::corrupt_record_is_skipped_by_list_subject(
+            &store,
+            |id| async move {
+                let _: () = redis::cmd("SET")
+                    .arg(keys.session_key(&id))
+                    .arg("garbage")
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            },
+        )
+        .await;
+    }
 }
 
 /// Redis Cluster: one cluster per test binary, started on first use and
@@ -37,6 +67,36 @@ mod cluster {
     }
 
     sessionkit_testkit::conformance_suite!(store);
+
+    /// The corrupt-record policy on a cluster (the garbage is written
+    /// through a cluster connection, so it lands on the session's node).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_record_is_skipped_by_list_subject() {
+        use sessionkit_redis::redis;
+
+        let Some(store) = store().await else {
+            return;
+        };
+        let cluster = CLUSTER.get().and_then(Option::as_ref).expect("started");
+        let mut raw = redis::cluster::ClusterClient::new(cluster.urls())
+            .unwrap()
+            .get_async_connection()
+            .await
+            .unwrap();
+        let keys = store.clone();
+        sessionkit_testkit::cases::corrupt_record_is_skipped_by_list_subject(
+            &store,
+            |id| async move {
+                let _: () = redis::cmd("SET")
+                    .arg(keys.session_key(&id))
+                    .arg("garbage")
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            },
+        )
+        .await;
+    }
 
     /// Classic pub/sub is broadcast over the cluster bus: a message
     /// published on one node reaches a subscriber on another.

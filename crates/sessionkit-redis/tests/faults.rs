@@ -1,5 +1,6 @@
 //! Fault tests on private `redis-server` processes: a server killed mid-run,
-//! restarted with its append-only file, and a server paused with SIGSTOP.
+//! restarted with its append-only file, a server paused with SIGSTOP, and
+//! replies lost in a proxy (which calls are sent again, which are not).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, eventually, have_redis_binaries, random_prefix};
+use common::{LossyProxy, RedisServer, eventually, have_redis_binaries, random_prefix};
 use sessionkit_core::{Error, Record, SessionId, SessionStore, Timestamp};
 use sessionkit_redis::{RedisConfig, RedisStore};
 
@@ -78,12 +79,12 @@ async fn kill9_fails_fast_and_restart_keeps_every_acknowledged_write() {
                     Err(e) => Err(e),
                 };
                 if let Err(e) = outcome {
-                    let retryable =
-                        e.is_retryable() && matches!(e, Error::Backend { .. } | Error::Timeout(_));
+                    let transient =
+                        e.is_transient() && matches!(e, Error::Backend { .. } | Error::Timeout(_));
                     failures
                         .lock()
                         .unwrap()
-                        .push((format!("{e:?}"), retryable, started.elapsed()));
+                        .push((format!("{e:?}"), transient, started.elapsed()));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -109,11 +110,11 @@ async fn kill9_fails_fast_and_restart_keeps_every_acknowledged_write() {
         .expect("the writer finishes: no call hangs")
         .expect("the writer does not panic");
 
-    for (err, retryable, took) in failures.lock().unwrap().iter() {
+    for (err, transient, took) in failures.lock().unwrap().iter() {
         println!("failure after {took:?}: {err}");
         assert!(
-            retryable,
-            "a call on a dead server must fail with a retryable error, got {err}"
+            transient,
+            "a call on a dead server must fail with a transient error, got {err}"
         );
         assert!(
             *took <= 2 * TIMEOUT + SLACK,
@@ -199,7 +200,7 @@ async fn sigstop_times_out_within_the_bound_and_sigcont_recovers() {
         };
         let took = started.elapsed();
         assert!(
-            matches!(result, Err(Error::Timeout(d)) if d == TIMEOUT),
+            matches!(result, Err(Error::Timeout(Some(d))) if d == TIMEOUT),
             "{op} on a paused server must be Err(Timeout({TIMEOUT:?})), got {result:?}"
         );
         assert!(took <= TIMEOUT + SLACK, "{op} took {took:?}");
@@ -227,7 +228,7 @@ async fn connecting_to_nothing_fails_fast_and_typed() {
     let err = RedisStore::standalone(&format!("redis://127.0.0.1:{port}"), config())
         .await
         .expect_err("nothing listens there");
-    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 
     // A paused server: the connect timeout bounds it.
@@ -237,7 +238,7 @@ async fn connecting_to_nothing_fails_fast_and_typed() {
     let err = RedisStore::standalone(&server.url(), config())
         .await
         .expect_err("a paused server does not answer");
-    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -245,7 +246,7 @@ async fn connecting_to_nothing_fails_fast_and_typed() {
     );
     server.resume();
 
-    // Configuration errors are not retryable.
+    // Configuration errors are not transient.
     let err = RedisStore::standalone(&server.url(), config().prefix("bad{prefix}"))
         .await
         .expect_err("braces are refused");
@@ -273,4 +274,185 @@ async fn script_flush_is_survived() {
         r.version = store.save(&r).await.expect("save after SCRIPT FLUSH");
         assert_eq!(r.version, expected);
     }
+}
+
+/// After a restart (same port), the connection of an idle store is dead,
+/// and its next command finds out only when it is sent. Reads and calls
+/// that are safe to repeat then reconnect and send it once more, within
+/// their bound: the first call of every idle store succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_first_call_of_an_idle_store_succeeds() {
+    if !have_redis_binaries() {
+        return;
+    }
+    let mut server = RedisServer::start(
+        "restart",
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    );
+    let config = config();
+    const OPS: [&str; 7] = [
+        "load",
+        "load_fresh",
+        "list_subject",
+        "touch",
+        "delete",
+        "delete_subject",
+        "compare_and_delete",
+    ];
+    // One store (so one connection) per call, each used before the restart
+    // and idle since.
+    let mut cases = Vec::new();
+    for op in OPS {
+        let store = RedisStore::standalone(&server.url(), config.clone())
+            .await
+            .expect("connect to the private server");
+        let now = Timestamp::now();
+        let r = Record::new(
+            SessionId::generate(),
+            Some(format!("restart-{op}")),
+            b"p".to_vec(),
+            now,
+            now + Duration::from_secs(3600),
+        );
+        store.create(&r).await.expect("create");
+        cases.push((op, store, r));
+    }
+
+    server.kill9();
+    server.restart();
+
+    for (op, store, r) in &cases {
+        let subject = r.subject.as_deref().unwrap();
+        let started = Instant::now();
+        let outcome: Result<(), Error> = match *op {
+            "load" => store
+                .load(&r.id)
+                .await
+                .map(|got| assert_eq!(got.as_ref(), Some(r))),
+            "load_fresh" => store
+                .load_fresh(&r.id)
+                .await
+                .map(|got| assert_eq!(got.as_ref(), Some(r))),
+            "list_subject" => store
+                .list_subject(subject)
+                .await
+                .map(|got| assert_eq!(got, vec![r.clone()])),
+            "touch" => {
+                store
+                    .touch(&r.id, Timestamp::now() + Duration::from_secs(60))
+                    .await
+            }
+            "delete" => store.delete(&r.id).await.map(|live| assert!(live)),
+            "delete_subject" => store
+                .delete_subject(subject)
+                .await
+                .map(|n| assert_eq!(n, 1)),
+            _ => store.compare_and_delete(&r.id, r.version).await,
+        };
+        let took = started.elapsed();
+        assert!(
+            outcome.is_ok(),
+            "the first {op} of an idle store after a restart failed: {outcome:?}"
+        );
+        assert!(took <= TIMEOUT + SLACK, "{op} took {took:?}");
+    }
+}
+
+/// A reply lost after the server applied the request (the proxy closes the
+/// connection instead of forwarding it). Reads and `compare_and_delete`
+/// are sent again on a new connection and answer correctly; the second
+/// attempt of a `compare_and_delete` recognises its own receipt, so the
+/// rotation it serves is not failed with `NotFound` (and a receipt is
+/// never mistaken for another call's). `create` and `save` are not sent
+/// again: they fail with a transient error, and their write may have been
+/// applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_is_sent_again_only_where_that_is_safe() {
+    if !have_redis_binaries() {
+        return;
+    }
+    let server = RedisServer::start("lossy", &[]);
+    let proxy = LossyProxy::start(server.port).await;
+    let store = RedisStore::standalone(&proxy.url(), config())
+        .await
+        .expect("connect through the proxy");
+    let session = |subject: Option<&str>| {
+        let now = Timestamp::now();
+        Record::new(
+            SessionId::generate(),
+            subject.map(str::to_owned),
+            b"p".to_vec(),
+            now,
+            now + Duration::from_secs(3600),
+        )
+    };
+    // Load every script once, so that the lost reply is the command's own
+    // (not a NOSCRIPT).
+    let warm = session(Some("lossy"));
+    store.create(&warm).await.unwrap();
+    store.save(&warm).await.unwrap();
+    assert!(matches!(
+        store.compare_and_delete(&warm.id, 1).await,
+        Err(Error::Conflict)
+    ));
+
+    // compare_and_delete: applied, reply lost, sent again: Ok.
+    let r = session(Some("lossy"));
+    store.create(&r).await.unwrap();
+    proxy.drop_next_reply();
+    store
+        .compare_and_delete(&r.id, 1)
+        .await
+        .expect("the second attempt finds its own receipt");
+    assert_eq!(proxy.dropped(), 1, "the reply was lost once");
+    assert_eq!(store.load(&r.id).await.unwrap(), None);
+    assert_eq!(
+        store.list_subject("lossy").await.unwrap(),
+        vec![store.load(&warm.id).await.unwrap().unwrap()]
+    );
+    // Another call for the same version does not take the receipt for its
+    // own: exactly one compare_and_delete of a version succeeds.
+    assert!(matches!(
+        store.compare_and_delete(&r.id, 1).await,
+        Err(Error::NotFound)
+    ));
+
+    // load: reply lost, sent again.
+    proxy.drop_next_reply();
+    assert!(store.load(&warm.id).await.unwrap().is_some());
+    assert_eq!(proxy.dropped(), 2);
+
+    // create (one SET: no subject): applied, reply lost, not sent again (a
+    // second SET NX would report a Conflict for the caller's own record).
+    let c = session(None);
+    proxy.drop_next_reply();
+    let err = store.create(&c).await.expect_err("the reply was lost");
+    assert_eq!(proxy.dropped(), 3);
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                transient: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.load(&c.id).await.unwrap().map(|r| r.version), Some(1));
+
+    // save: applied, reply lost, not sent again (it would be a Conflict).
+    proxy.drop_next_reply();
+    let err = store.save(&c).await.expect_err("the reply was lost");
+    assert_eq!(proxy.dropped(), 4);
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                transient: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.load(&c.id).await.unwrap().map(|r| r.version), Some(2));
 }

@@ -164,8 +164,19 @@ async fn corrupted_values_are_decode_errors() {
     bad_len.extend_from_slice(&r.version.to_be_bytes());
     bad_len.extend_from_slice(&[0x7f; 16]);
     let mut bad_flag = bad_len.clone();
+    let mut no_flag = bad_len.clone();
+    let mut bad_utf8 = bad_len.clone();
+    let mut overlong = bad_len.clone();
+    let mut surrogate = bad_len.clone();
     bad_len.extend_from_slice(&[1, 0x00, 0xf0, b'c']);
     bad_flag.extend_from_slice(&[9, 0, 1, b'c']);
+    // What only the codec's finer checks refuse: a subject length without
+    // the subject flag, and subjects that are not UTF-8 (a stray byte, an
+    // overlong '/', a surrogate). The scripts must refuse them too.
+    no_flag.extend_from_slice(&[0, 0, 1, b'c']);
+    bad_utf8.extend_from_slice(&[1, 0, 3, b'c', 0xff, b'c']);
+    overlong.extend_from_slice(&[1, 0, 2, 0xc0, 0xaf]);
+    surrogate.extend_from_slice(&[1, 0, 3, 0xed, 0xa0, 0x80]);
     for garbage in [
         &b""[..],
         b"garbage",
@@ -173,6 +184,10 @@ async fn corrupted_values_are_decode_errors() {
         &[0xffu8; 64][..],
         &bad_len[..],
         &bad_flag[..],
+        &no_flag[..],
+        &bad_utf8[..],
+        &overlong[..],
+        &surrogate[..],
     ] {
         let _: () = c.set_ex(&key, garbage, 60).await.unwrap();
         assert!(
@@ -199,6 +214,18 @@ async fn corrupted_values_are_decode_errors() {
             stored, garbage,
             "a refused touch leaves the value as it was"
         );
+        assert!(
+            matches!(
+                store.compare_and_delete(&r.id, r.version).await,
+                Err(Error::Decode(_))
+            ),
+            "{garbage:?}"
+        );
+        let stored: Vec<u8> = c.get(&key).await.unwrap();
+        assert_eq!(
+            stored, garbage,
+            "a refused compare_and_delete leaves the value as it was"
+        );
         // Listing skips it instead of failing the whole subject.
         assert!(store.list_subject("carol").await.unwrap().is_empty());
     }
@@ -207,6 +234,246 @@ async fn corrupted_values_are_decode_errors() {
         "a corrupted value can be deleted"
     );
     assert_eq!(store.load(&r.id).await.unwrap(), None);
+}
+
+/// The corrupt-record policy around a subject: `list_subject` skips a
+/// corrupted value (and still lists the subject's good sessions),
+/// `delete_subject` removes it (and counts it, as `delete` does), whatever
+/// the corruption, while a readable session of another subject that the
+/// index still names survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_subject_removes_corrupted_values() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let mut c = raw().await;
+    let mut not_utf8 = sessionkit_redis::__fuzz::encode_record(&record(Some("hank")), 1).unwrap();
+    not_utf8[30] = 0xff; // inside the subject "hank"
+    let mut no_flag = not_utf8.clone();
+    no_flag[26] = 0;
+    for garbage in [&b"garbage"[..], b"", &not_utf8[..], &no_flag[..]] {
+        let bad = record(Some("hank"));
+        let good = record(Some("hank"));
+        let mut moved = record(Some("hank"));
+        for r in [&bad, &good, &moved] {
+            store.create(r).await.unwrap();
+        }
+        // `moved` now belongs to "ivan", but hank's index still names it (as
+        // after a save whose index cleanup failed).
+        moved.subject = Some("ivan".into());
+        moved.version = store.save(&moved).await.unwrap();
+        let _: () = c
+            .zadd(store.subject_index_key("hank"), moved.id.as_str(), 1e15)
+            .await
+            .unwrap();
+        let _: () = c
+            .set_ex(store.session_key(&bad.id), garbage, 600)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.list_subject("hank").await.unwrap(),
+            vec![good.clone()]
+        );
+        assert_eq!(
+            store.delete_subject("hank").await.unwrap(),
+            2,
+            "{garbage:?}"
+        );
+        let exists: bool = c.exists(store.session_key(&bad.id)).await.unwrap();
+        assert!(!exists, "the corrupted value {garbage:?} was removed");
+        assert_eq!(store.load(&good.id).await.unwrap(), None);
+        assert_eq!(store.load(&moved.id).await.unwrap(), Some(moved.clone()));
+        assert_eq!(store.delete_subject("ivan").await.unwrap(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_delete_removes_only_the_loaded_version() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let mut c = raw().await;
+    let mut r = record(Some("judy"));
+    store.create(&r).await.unwrap();
+    r.version = store.save(&r).await.unwrap();
+    let index = store.subject_index_key("judy");
+
+    // Another version: Conflict, nothing removed.
+    for stale in [1, 3, u64::MAX] {
+        assert!(matches!(
+            store.compare_and_delete(&r.id, stale).await,
+            Err(Error::Conflict)
+        ));
+    }
+    assert_eq!(store.load(&r.id).await.unwrap(), Some(r.clone()));
+    assert_eq!(store.list_subject("judy").await.unwrap(), vec![r.clone()]);
+    // Absent: NotFound.
+    assert!(matches!(
+        store.compare_and_delete(&SessionId::generate(), 1).await,
+        Err(Error::NotFound)
+    ));
+    // The loaded version: removed, from its subject's index too.
+    store.compare_and_delete(&r.id, r.version).await.unwrap();
+    assert_eq!(store.load(&r.id).await.unwrap(), None);
+    assert!(store.list_subject("judy").await.unwrap().is_empty());
+    let score: Option<f64> = c.zscore(&index, r.id.as_str()).await.unwrap();
+    assert_eq!(score, None, "the index entry is removed with the session");
+    // Once: a second call for the same version finds nothing.
+    assert!(matches!(
+        store.compare_and_delete(&r.id, r.version).await,
+        Err(Error::NotFound)
+    ));
+    // No subject: nothing to unindex.
+    let plain = record(None);
+    store.create(&plain).await.unwrap();
+    store.compare_and_delete(&plain.id, 1).await.unwrap();
+    assert_eq!(store.load(&plain.id).await.unwrap(), None);
+
+    // Expired by the application's clock but still stored (Redis expires it
+    // a moment later): NotFound, and it is not deleted.
+    let now = Timestamp::now();
+    let ending = Record::new(
+        SessionId::generate(),
+        Some("judy".into()),
+        b"x".to_vec(),
+        now,
+        now + Duration::from_millis(200),
+    );
+    let value = sessionkit_redis::__fuzz::encode_record(&ending, 1).unwrap();
+    let _: () = c
+        .set_ex(store.session_key(&ending.id), &value, 60)
+        .await
+        .unwrap();
+    sessionkit_testkit::cases::wait_until_past(ending.expires_at).await;
+    assert!(matches!(
+        store.compare_and_delete(&ending.id, 1).await,
+        Err(Error::NotFound)
+    ));
+    let stored: Vec<u8> = c.get(store.session_key(&ending.id)).await.unwrap();
+    assert_eq!(stored, value, "an expired record is not touched");
+
+    // Concurrent compare-and-deletes of one version: exactly one wins.
+    for _ in 0..50 {
+        let r = record(Some("judy"));
+        store.create(&r).await.unwrap();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.compare_and_delete(&r.id, 1).await
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => wins += 1,
+                Err(Error::NotFound) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(wins, 1);
+    }
+    assert!(store.list_subject("judy").await.unwrap().is_empty());
+}
+
+/// Create against delete_subject, step by step. `create` sends the index
+/// entry first and the session right after (on a cluster the two may land
+/// in either order): whatever a concurrent `delete_subject` or
+/// `list_subject` sees in between, afterwards the session is listed exactly
+/// when it loads, and a later `delete_subject` removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_against_delete_subject_leaks_nothing() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let mut c = raw().await;
+    let index = store.subject_index_key("kate");
+    for entry_first in [true, false] {
+        let r = record(Some("kate"));
+        let value = sessionkit_redis::__fuzz::encode_record(&r, 1).unwrap();
+        let score = r.expires_at.as_millis();
+        // Create's first half.
+        if entry_first {
+            let _: () = c.zadd(&index, r.id.as_str(), score).await.unwrap();
+        } else {
+            let _: () = c
+                .set_ex(store.session_key(&r.id), &value, 600)
+                .await
+                .unwrap();
+        }
+        // A log-out-everywhere and a listing run in between: the entry of
+        // the session being created is kept (its score is ahead).
+        assert_eq!(store.delete_subject("kate").await.unwrap(), 0);
+        assert!(store.list_subject("kate").await.unwrap().is_empty());
+        if entry_first {
+            let kept: Option<f64> = c.zscore(&index, r.id.as_str()).await.unwrap();
+            assert_eq!(kept, Some(score as f64), "entry_first: the entry survives");
+        }
+        // Create's second half; create returns.
+        if entry_first {
+            let _: () = c
+                .set_ex(store.session_key(&r.id), &value, 600)
+                .await
+                .unwrap();
+        } else {
+            let _: () = c.zadd(&index, r.id.as_str(), score).await.unwrap();
+        }
+        assert_eq!(store.load(&r.id).await.unwrap(), Some(r.clone()));
+        assert_eq!(
+            store.list_subject("kate").await.unwrap(),
+            vec![r.clone()],
+            "entry_first: {entry_first}"
+        );
+        assert_eq!(store.delete_subject("kate").await.unwrap(), 1);
+        assert_eq!(store.load(&r.id).await.unwrap(), None);
+    }
+
+    // And for real, repeated: creates racing a delete_subject.
+    for _ in 0..100 {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+        let mut creates = Vec::new();
+        for _ in 0..3 {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            creates.push(tokio::spawn(async move {
+                let r = record(Some("kate"));
+                barrier.wait().await;
+                store.create(&r).await.map(|()| r.id)
+            }));
+        }
+        let deleter = {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.delete_subject("kate").await
+            })
+        };
+        let mut ids = Vec::new();
+        for t in creates {
+            ids.push(t.await.unwrap().unwrap());
+        }
+        deleter.await.unwrap().unwrap();
+        let listed: Vec<SessionId> = store
+            .list_subject("kate")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        for id in &ids {
+            let loads = store.load(id).await.unwrap().is_some();
+            assert_eq!(loads, listed.contains(id), "loads: {loads}");
+        }
+        assert_eq!(
+            store.delete_subject("kate").await.unwrap(),
+            listed.len() as u64
+        );
+        for id in &ids {
+            assert_eq!(store.load(id).await.unwrap(), None);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -354,3 +354,90 @@ where
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A loopback TCP proxy in front of a server that can lose one reply on
+/// demand: after [`LossyProxy::drop_next_reply`], the next bytes the server
+/// sends back are not forwarded and that connection is closed instead, so
+/// the request was applied but its client sees the connection die before
+/// the reply (what a crash or a reset right after a command looks like).
+pub struct LossyProxy {
+    pub port: u16,
+    drop_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyProxy {
+    /// Listens on a free loopback port and forwards to `127.0.0.1:target`.
+    pub async fn start(target: u16) -> LossyProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let drop_next = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (drop_next.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let (flag, count) = (flag.clone(), count.clone());
+                tokio::spawn(async move {
+                    let (mut up, mut down) = ([0u8; 16 * 1024], [0u8; 16 * 1024]);
+                    loop {
+                        tokio::select! {
+                            n = client.read(&mut up) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if server.write_all(&up[..n]).await.is_err() { return },
+                            },
+                            n = server.read(&mut down) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => {
+                                    if flag.swap(false, Ordering::SeqCst) {
+                                        // Both sockets close when this task ends.
+                                        count.fetch_add(1, Ordering::SeqCst);
+                                        return;
+                                    }
+                                    if client.write_all(&down[..n]).await.is_err() { return }
+                                }
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        LossyProxy {
+            port,
+            drop_next,
+            dropped,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Loses the next reply (and closes its connection).
+    pub fn drop_next_reply(&self) {
+        self.drop_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many replies were lost so far.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
