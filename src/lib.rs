@@ -45,6 +45,7 @@
 //! | `encryption` | payloads sealed at rest with XChaCha20-Poly1305 (`PayloadKeys`) |
 //! | `jwt` | [`jwt`]: stateless sessions as JWTs (pure-Rust crypto) |
 //! | `jwt-aws-lc-rs` | the same on aws-lc-rs |
+//! | `paseto` | [`paseto`]: stateless sessions as encrypted PASETO v4.local tokens |
 //! | `redis` / `redis-cluster` | [`redis`]: Redis and Redis Cluster store, pub/sub invalidation |
 //! | `sqlite` / `postgres` / `mysql` | [`sql`]: the SQL store on that database |
 //! | `axum` | [`axum`]: tower layer and axum extractor |
@@ -70,6 +71,12 @@ pub mod memory {
 #[cfg(any(feature = "jwt", feature = "jwt-aws-lc-rs"))]
 pub mod jwt {
     pub use sessionkit_jwt::*;
+}
+
+/// Stateless sessions as encrypted PASETO v4.local tokens.
+#[cfg(feature = "paseto")]
+pub mod paseto {
+    pub use sessionkit_paseto::*;
 }
 
 /// Redis and Redis Cluster.
