@@ -158,6 +158,7 @@ mod redis_backend {
     /// A private server, so that `CLIENT KILL TYPE pubsub` hits nobody else.
     struct PrivateRedis {
         child: Child,
+        port: u16,
         url: String,
     }
 
@@ -167,6 +168,10 @@ mod redis_backend {
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
                 .ok()?;
+            Self::start_on(port).await
+        }
+
+        async fn start_on(port: u16) -> Option<PrivateRedis> {
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -179,6 +184,7 @@ mod redis_backend {
             };
             let server = PrivateRedis {
                 child,
+                port,
                 url: format!("redis://127.0.0.1:{port}"),
             };
             let client = redis::Client::open(server.url.as_str()).ok()?;
@@ -221,6 +227,100 @@ mod redis_backend {
                 .await
                 .unwrap()
         }
+    }
+
+    /// Polls `check` every 5 ms until it holds or `limit` passes.
+    async fn until<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bool {
+        let deadline = Instant::now() + limit;
+        while !check() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// `is_subscribed()` tells a health check the truth: `false` while the
+    /// Redis server (and so the pub/sub subscription) is gone, although the
+    /// channel keeps its receiver open while it reconnects, and `true`
+    /// again once it has resubscribed; the cached copy made before is not
+    /// served afterwards (the restarted server lost the data, and the cache
+    /// must say so rather than answer from memory).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn is_subscribed_is_false_while_the_subscription_is_gone() {
+        let Some(server) = PrivateRedis::start().await else {
+            return;
+        };
+        let Some((a, b)) = two_instances(&server.url, Duration::from_secs(60)).await else {
+            return;
+        };
+        let r = record("v1");
+        a.create(&r).await.unwrap();
+        assert!(b.load(&r.id).await.unwrap().is_some());
+        assert!(b.is_subscribed());
+
+        let port = server.port;
+        drop(server); // killed: the subscription is gone
+        assert!(
+            until(Duration::from_secs(10), || !b.is_subscribed()).await,
+            "is_subscribed() still true with the server gone"
+        );
+        // And it stays false while nothing is there to subscribe to.
+        for _ in 0..3 {
+            let probe = b.load(&r.id).await;
+            assert!(probe.is_err(), "served from the cache: {probe:?}");
+            assert!(!b.is_subscribed());
+        }
+
+        let Some(_server) = PrivateRedis::start_on(port).await else {
+            return;
+        };
+        assert!(
+            until(Duration::from_secs(15), || b.is_subscribed()).await,
+            "is_subscribed() never came back"
+        );
+        // The restarted server has no data (no persistence): a load must
+        // ask it (bounded: the store's own connection may need a retry).
+        let mut seen = None;
+        for _ in 0..100 {
+            if let Ok(found) = b.load(&r.id).await {
+                seen = Some(found);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen, Some(None), "the old cached copy was served");
+    }
+
+    /// `load_fresh` through the cache over Redis: a logout made by another
+    /// instance whose message never arrives (no channel here) is seen by
+    /// `load_fresh` at once, while a plain load may serve the cached copy
+    /// (the documented bound: up to `max_staleness`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_fresh_sees_a_logout_made_elsewhere() {
+        let url = redis_url();
+        let config = RedisConfig::new().prefix(random_prefix());
+        let elsewhere = match RedisStore::standalone(&url, config.clone()).await {
+            Ok(store) => store,
+            Err(err) => {
+                let _: Option<()> = sessionkit_testkit::skip(&format!("redis at {url}"), err);
+                return;
+            }
+        };
+        let here = CachedStore::new(
+            RedisStore::standalone(&url, config)
+                .await
+                .expect("second connection"),
+        )
+        .expect("build the cache");
+        let r = record("v1");
+        here.create(&r).await.unwrap();
+        assert!(here.load(&r.id).await.unwrap().is_some());
+        assert!(elsewhere.delete(&r.id).await.unwrap());
+        assert!(here.load(&r.id).await.unwrap().is_some(), "setup: stale");
+        assert!(here.load_fresh(&r.id).await.unwrap().is_none());
+        assert!(here.load(&r.id).await.unwrap().is_none());
     }
 
     impl Drop for PrivateRedis {

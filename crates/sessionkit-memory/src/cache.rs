@@ -2,34 +2,47 @@
 //! [`SessionStore`], kept coherent across application instances by an
 //! [`InvalidationChannel`].
 //!
+//! The guarantees are documented on [`CachedStore`]; this is how they are
+//! kept.
+//!
 //! # How it stays coherent
 //!
-//! The backend is always the source of truth. The cache only ever holds
-//! what the backend returned to a load, or what it acknowledged for a write,
-//! and every entry is dropped at the latest after `max_staleness` and when
-//! the record expires.
-//!
 //! The hard part is the race between a slow load and a concurrent change:
-//! a load may read version 1 from the backend, then a write (here or on
-//! another instance) stores version 2 and evicts the ID, and only then does
-//! the load put its version 1 into the cache, where it would stay until
-//! `max_staleness`. To rule that out, the cache keeps a logical clock and
-//! per-ID, per-subject and global *generations*: every change (a local write,
-//! an invalidation message, a channel reset) advances the generation of what
-//! it touches, and every entry is stamped with the clock value observed
-//! *before* its backend read started. An entry is only served while no
-//! generation it depends on has moved past its stamp, so an entry that a
-//! change may have overtaken is never served, however late it was inserted.
-//! Generations are kept in fixed arrays of slots indexed by a hash, so their
-//! memory is bounded; two IDs sharing a slot only cost an extra backend load.
+//! a load may read version 1 from the backend, then a write (here, or on
+//! another instance whose message arrives here) stores version 2 and evicts
+//! the ID, and only then does the load put its version 1 into the cache,
+//! where it would stay until `max_staleness`. To rule that out, the cache
+//! keeps a logical clock and per-ID, per-subject and global *generations*:
+//! every change (a local write, an invalidation message, a channel reset)
+//! advances the generation of what it touches, and every entry is stamped
+//! with the clock value observed *before* its backend read started. An
+//! entry is only served while no generation it depends on has moved past
+//! its stamp, so an entry that a change may have overtaken is never served,
+//! however late it was inserted. Generations are kept in fixed arrays of
+//! slots indexed by a hash, so their memory is bounded; two IDs sharing a
+//! slot only cost an extra backend load.
 //!
 //! A local write advances the ID's generation before it goes to the backend
 //! (so that loads overlapping the write are not kept), and after the
 //! backend acknowledged it puts the new state into the cache only if
 //! nothing else changed the ID meanwhile; otherwise it just evicts.
+//!
+//! The other race is between two backend reads of one ID on this instance
+//! (a `load_fresh` next to a cached load, or a retry): they can complete
+//! new-then-old, without any message to tell. Every backend read is
+//! registered, per ID, from just before its backend call until its answer
+//! is in the cache. A read that completes while another read of the same
+//! ID is registered advances the ID's generation and stamps its own answer
+//! with the new value, so every read that began earlier is overtaken:
+//! whatever it brings back (possibly older) is neither cached nor returned,
+//! and its caller reads again. A read that completes alone needs nothing:
+//! any read that begins after it sees at least its state (the backend is
+//! linearizable). Only reads of one ID that really overlap pay the extra
+//! load; coalesced loads are a single read.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -51,11 +64,15 @@ pub const CACHE_DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 const ID_SLOTS: usize = 1 << 14;
 /// Number of per-subject generation slots (a power of two).
 const SUBJECT_SLOTS: usize = 1 << 10;
+/// Number of shards of the registry of backend reads in flight (a power of
+/// two, at most `ID_SLOTS`).
+const READ_SHARDS: usize = 64;
 /// What an entry costs besides its payload and subject (key, record fields,
 /// bookkeeping, moka's own node), for the byte weigher.
 const ENTRY_OVERHEAD: usize = 192;
-/// How many times a load retries after joining a backend load that turned
-/// out to be overtaken by a change, before it reads the backend directly.
+/// How many backend loads (its own or joined) a load tries before it reads
+/// the backend on its own once more, when each was overtaken (see
+/// `Shared::accept`); also how many reads a `load_fresh` makes at most.
 const MAX_LOAD_ATTEMPTS: usize = 3;
 /// Bounds of the pause between two subscription attempts.
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
@@ -67,7 +84,7 @@ pub enum Freshness {
     /// From the backend, or from a cache entry that no known change has
     /// overtaken (the normal case).
     Fresh,
-    /// The backend failed with a retryable error and degraded reads are
+    /// The backend failed with a transient error and degraded reads are
     /// enabled, so this is a cached copy that may be out of date: it is no
     /// older than `max_staleness`, no known change to this ID has been seen
     /// since it was read, but the invalidation channel lost messages
@@ -99,13 +116,20 @@ pub struct CacheStats {
     pub removals: u64,
     /// Invalidation messages received from other instances.
     pub invalidations_received: u64,
-    /// Channel resets (reconnections, lagging), each of which clears the
-    /// cache. The first subscription counts as one.
+    /// Cache clears caused by the channel (disconnections, reconnections,
+    /// lagging). The first subscription counts as one.
     pub resets: u64,
     /// Invalidations that could not be published (the write itself
     /// succeeded; other instances see the change at the latest after
     /// `max_staleness`).
     pub publish_failures: u64,
+    /// Calls of [`load_fresh`](SessionStore::load_fresh), each of which
+    /// asked the backend.
+    pub fresh_loads: u64,
+    /// Backend reads whose answer was not kept because something newer may
+    /// already have been seen (a write, an invalidation, or another read
+    /// of the same ID that completed while it ran); the load read again.
+    pub overtaken: u64,
     /// Entries in the cache now (approximate).
     pub entries: u64,
     /// Weighted size of the cache in bytes now (approximate).
@@ -123,6 +147,8 @@ struct Counters {
     invalidations_received: AtomicU64,
     resets: AtomicU64,
     publish_failures: AtomicU64,
+    fresh_loads: AtomicU64,
+    overtaken: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -256,9 +282,9 @@ enum Validity {
 /// What an in-flight backend load hands to every caller waiting on it when
 /// it cannot be cached.
 enum FetchError {
-    /// The load succeeded but a change overtook it; only the caller that ran
-    /// the load may return it.
-    Overtaken(Entry),
+    /// The load succeeded but something newer may already have been seen
+    /// (see [`Shared::accept`]): nobody returns it.
+    Overtaken,
     /// The backend failed.
     Failed {
         error: Error,
@@ -275,15 +301,16 @@ impl SharedError {
     fn error(&self) -> Option<&Error> {
         match &*self.0 {
             FetchError::Failed { error, .. } => Some(error),
-            FetchError::Overtaken(_) => None,
+            FetchError::Overtaken => None,
         }
     }
 
     fn inner_source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self.error()? {
-            Error::Backend { source, .. } | Error::Decode(source) | Error::Encode(source) => {
-                Some(source.as_ref())
-            }
+            Error::Backend { source, .. }
+            | Error::Aborted(source)
+            | Error::Decode(source)
+            | Error::Encode(source) => Some(source.as_ref()),
             other => Some(other),
         }
     }
@@ -314,11 +341,11 @@ impl std::error::Error for SharedError {
 }
 
 /// Turns the shared outcome of a failed backend load into this caller's
-/// own [`Error`], keeping the variant, the retryable flag and the chain.
+/// own [`Error`], keeping the variant, the transient flag and the chain.
 fn own_error(shared: Arc<FetchError>) -> Error {
     let shared = match Arc::try_unwrap(shared) {
         Ok(FetchError::Failed { error, .. }) => return error,
-        Ok(FetchError::Overtaken(_)) => {
+        Ok(FetchError::Overtaken) => {
             return Error::backend("cached load was overtaken by a change", true);
         }
         Err(shared) => shared,
@@ -339,20 +366,21 @@ fn own_error(shared: Arc<FetchError>) -> Error {
             size: *size,
             limit: *limit,
         },
-        Error::Timeout(d) => Error::Timeout(*d),
+        Error::Timeout(limit) => Error::Timeout(*limit),
+        Error::Aborted(_) => Error::Aborted(boxed(shared.clone())),
         Error::Unsupported(s) => Error::Unsupported(s),
         Error::Config(s) => Error::Config(s.clone()),
         Error::Decode(_) => Error::Decode(boxed(shared.clone())),
         Error::Encode(_) => Error::Encode(boxed(shared.clone())),
-        Error::Backend { retryable, .. } => Error::Backend {
-            retryable: *retryable,
+        Error::Backend { transient, .. } => Error::Backend {
+            transient: *transient,
             source: boxed(shared.clone()),
         },
         other => {
-            let retryable = other.is_retryable();
+            let transient = other.is_transient();
             Error::Backend {
                 source: boxed(shared.clone()),
-                retryable,
+                transient,
             }
         }
     }
@@ -366,6 +394,9 @@ struct Shared {
     id_gens: Box<[AtomicU64]>,
     subject_gens: Box<[AtomicU64]>,
     reset_gen: AtomicU64,
+    /// How many backend reads of each ID are running (or have not yet put
+    /// their answer into the cache), sharded by ID slot.
+    reads: Box<[Mutex<HashMap<SessionId, u32>>]>,
     counters: Arc<Counters>,
     origin: u64,
     max_staleness: Duration,
@@ -418,6 +449,81 @@ impl Shared {
         }
     }
 
+    fn reads_of(&self, id: &SessionId) -> std::sync::MutexGuard<'_, HashMap<SessionId, u32>> {
+        // Nothing panics while holding this lock; a poisoned map of
+        // counters is still usable.
+        self.reads[id_slot(id) & (READ_SHARDS - 1)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enter_read(&self, id: &SessionId) {
+        *self.reads_of(id).entry(*id).or_insert(0) += 1;
+    }
+
+    fn leave_read(&self, id: &SessionId) {
+        let mut reads = self.reads_of(id);
+        if let Some(n) = reads.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                reads.remove(id);
+            }
+        }
+    }
+
+    /// Whether another backend read of `id` than the caller's is running.
+    fn concurrent_reads(&self, id: &SessionId) -> bool {
+        self.reads_of(id).get(id).is_some_and(|n| *n > 1)
+    }
+
+    /// Judges the answer of a backend read of `id` that began at clock
+    /// value `stamp` (registered as a [`Read`] since before that):
+    /// `Ok(entry)` when it may be cached and returned as this instance's
+    /// newest knowledge of the ID, `Err(entry)` when it may be older than
+    /// something this instance has already seen.
+    ///
+    /// - A change since `stamp` (a local write, an invalidation message, a
+    ///   reset) overtook it, as before.
+    /// - Another read of the same ID that is still running may have started
+    ///   earlier and may come back later with an *older* state (two
+    ///   overlapping reads can complete new-then-old). So when other reads
+    ///   are running, the ID's generation is advanced here: every read that
+    ///   began before this point is overtaken and will not be cached or
+    ///   returned, while this answer is stamped with the new generation.
+    ///   (Reads that begin after this point see at least this state.)
+    fn accept(
+        &self,
+        id: &SessionId,
+        stamp: u64,
+        observed: Instant,
+        record: Option<Record>,
+    ) -> std::result::Result<Entry, Entry> {
+        let idx = id_slot(id);
+        let generation = &self.id_gens[idx];
+        let current = generation.load(SeqCst);
+        let stamp_id = if current > stamp {
+            None
+        } else if self.concurrent_reads(id) {
+            self.advance_from(generation, current)
+        } else {
+            Some(stamp)
+        };
+        let entry = Entry::new(
+            record,
+            stamp_id.unwrap_or(stamp),
+            stamp,
+            observed,
+            self.max_staleness,
+        );
+        match stamp_id {
+            Some(_) if self.validity(idx, &entry) == Validity::Valid => Ok(entry),
+            _ => {
+                inc(&self.counters.overtaken);
+                Err(entry)
+            }
+        }
+    }
+
     async fn evict_id(&self, id: &SessionId) {
         self.bump(&self.id_gens[id_slot(id)]);
         self.cache.invalidate(id).await;
@@ -463,7 +569,19 @@ impl Shared {
                     }
                 }
             }
-            ChannelEvent::Reset => self.reset("the invalidation channel may have lost messages"),
+            ChannelEvent::Disconnected => {
+                // Nothing arrives until a Reset: drop what a lost message
+                // could make stale, and say so (in that order, so that
+                // whoever sees `false` also sees the cleared cache).
+                self.reset("the invalidation channel lost its subscription");
+                self.subscribed.store(false, SeqCst);
+            }
+            ChannelEvent::Reset => {
+                // Subscribed (again), but messages may have been lost: clear
+                // first, then report the subscription as live.
+                self.reset("the invalidation channel may have lost messages");
+                self.subscribed.store(true, SeqCst);
+            }
         }
     }
 
@@ -527,6 +645,48 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
+/// One backend read of an ID, registered in [`Shared::reads`] from just
+/// before the backend call until its answer is in the cache (or the caller
+/// gave up on it, including by being cancelled): while it is registered, a
+/// read of the same ID that completes first overtakes it (see
+/// [`Shared::accept`]).
+struct Read<'a> {
+    shared: &'a Shared,
+    id: SessionId,
+    started: AtomicBool,
+}
+
+impl<'a> Read<'a> {
+    fn new(shared: &'a Shared, id: &SessionId) -> Self {
+        Read {
+            shared,
+            id: *id,
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// Registers the read and returns its stamp: the clock value taken
+    /// after registering, right before the backend call.
+    fn start(&self) -> (u64, Instant) {
+        if !self.started.swap(true, SeqCst) {
+            self.shared.enter_read(&self.id);
+        }
+        (self.shared.now(), Instant::now())
+    }
+
+    fn started(&self) -> bool {
+        self.started.load(SeqCst)
+    }
+}
+
+impl Drop for Read<'_> {
+    fn drop(&mut self) {
+        if *self.started.get_mut() {
+            self.shared.leave_read(&self.id);
+        }
+    }
+}
+
 /// Configures a [`CachedStore`]; from [`CachedStore::builder`].
 pub struct CachedStoreBuilder<S> {
     inner: S,
@@ -565,7 +725,7 @@ impl<S: SessionStore> CachedStoreBuilder<S> {
     }
 
     /// Whether a load may answer with a cached copy when the backend fails
-    /// with a retryable error (default `false`). See
+    /// with a transient error (default `false`). See
     /// [`CachedStore::load_with_status`].
     pub fn degraded_reads(mut self, enabled: bool) -> Self {
         self.degraded_reads = enabled;
@@ -627,6 +787,7 @@ impl<S: SessionStore> CachedStoreBuilder<S> {
             id_gens: gens(ID_SLOTS),
             subject_gens: gens(SUBJECT_SLOTS),
             reset_gen: AtomicU64::new(0),
+            reads: (0..READ_SHARDS).map(|_| Mutex::default()).collect(),
             counters,
             origin,
             max_staleness: self.max_staleness,
@@ -677,8 +838,8 @@ async fn listen(
                         None => break,
                     }
                 }
-                shared.subscribed.store(false, SeqCst);
                 shared.reset("the invalidation subscription ended");
+                shared.subscribed.store(false, SeqCst);
             }
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?pause, "could not subscribe to the invalidation channel");
@@ -698,9 +859,13 @@ async fn listen(
 /// - **Reads** go to the cache first; on a miss, concurrent loads of one ID
 ///   are coalesced into one backend load (moka's `try_get_with`). Absent
 ///   IDs are cached too ("negative caching"), which matters for revocation
-///   checks where most lookups find nothing.
-/// - **Writes** (`create`, `save`, `touch`, `delete`, `delete_subject`) go
-///   to the backend first. Only after it acknowledged is the new state (with
+///   checks where most lookups find nothing. Reads are monotonic per
+///   instance (see [Guarantees](#guarantees)).
+/// - **[`load_fresh`](SessionStore::load_fresh)** always asks the backend
+///   (never the cache, never a load in flight) and refreshes the cache with
+///   the answer: the call for security decisions.
+/// - **Writes** (`create`, `save`, `touch`, `delete`, `compare_and_delete`,
+///   `delete_subject`) go to the backend first. Only after it acknowledged is the new state (with
 ///   the new version) put into the cache; a failed, timed-out or cancelled
 ///   write evicts the ID instead. Compare-and-swap stays the backend's job:
 ///   a `save` based on a stale copy gets [`Error::Conflict`] from the
@@ -712,7 +877,11 @@ async fn listen(
 /// - **Invalidation**: with a [`channel`](CachedStoreBuilder::channel),
 ///   every write publishes an [`InvalidationMessage`] with this instance's
 ///   random origin, and a background task evicts what other instances
-///   publish; a [`ChannelEvent::Reset`] clears the cache. A publish that
+///   publish; a [`ChannelEvent::Disconnected`] or [`ChannelEvent::Reset`]
+///   clears the cache (and [`is_subscribed`](CachedStore::is_subscribed)
+///   follows them). Until the message of a change made elsewhere arrives,
+///   this instance may serve its older copy; if the message is lost, for
+///   up to `max_staleness`. A publish that
 ///   fails is logged and counted in [`CacheStats::publish_failures`] but
 ///   not returned: the write itself succeeded and the backend holds it, so
 ///   failing the call would invite a retry of a write that already
@@ -721,6 +890,46 @@ async fn listen(
 /// - [`list_subject`](SessionStore::list_subject) and
 ///   [`delete_expired`](SessionStore::delete_expired) go straight to the
 ///   backend.
+///
+/// # Guarantees
+///
+/// - **The backend is the source of truth.** The cache only ever holds what
+///   the backend returned to a load, or what it acknowledged for a write,
+///   and every entry is dropped at the latest `max_staleness` after the
+///   backend observation it comes from, and when the record expires.
+/// - **This instance's own writes are seen at once** by its later reads
+///   (write-through with the version the backend returned).
+/// - **Other instances' changes are seen when their invalidation arrives.**
+///   A session that another instance saved, rotated, logged out (`delete`,
+///   `compare_and_delete`) or logged out everywhere (`delete_subject`) can
+///   still be served from this instance's cache until that instance's
+///   invalidation message arrives here (the pub/sub latency: milliseconds),
+///   and for up to `max_staleness` after this instance read it if the
+///   message is not published (publish failure), not delivered (lost, the
+///   subscription is down), or there is no channel at all. That is the
+///   bound; nothing shorter is promised.
+/// - **Uncached answers on demand.** [`SessionStore::load_fresh`] (and
+///   `SessionManager::load_fresh` on top of it) always asks the backend,
+///   never the cache and never a load already in flight: use it for
+///   security decisions (a privileged action, a password or e-mail change,
+///   a payment) that must not act on a session another instance ended.
+/// - **Monotonic reads per instance.** Reads of one session on one instance
+///   never go back in time: once this instance has returned a state of a
+///   session (from `load`, `load_with_status` or `load_fresh`, or as the
+///   acknowledgment of its own write), every read of it that begins
+///   afterwards returns that state or a newer one, and the cache never
+///   serves an older one again. "Older" covers deletion and re-creation: a
+///   session deleted and re-created under the same ID starts again at
+///   version 1, so the rule rests on the order in which the backend
+///   answered, not on versions; and "absent" is a state like any other (a
+///   late read never resurrects a logged-out session). Reads that
+///   run at the same time are concurrent and may return in either order,
+///   but a read whose own backend answer was overtaken (a newer answer or a
+///   change was seen while it ran) does not return that answer: it reads
+///   again (at most three times; then its last read is returned, which began
+///   after everything returned before the call). Degraded answers
+///   ([`Freshness::Degraded`]) are possibly stale by definition and outside
+///   this rule.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -787,8 +996,12 @@ impl<S: SessionStore> CachedStore<S> {
         self.shared.origin
     }
 
-    /// Whether the listener task currently holds a subscription to the
-    /// channel (always `false` without a channel).
+    /// Whether the listener task currently holds a live subscription to the
+    /// channel (always `false` without a channel), for health checks: `false`
+    /// from a [`ChannelEvent::Disconnected`] (or the end of the subscription)
+    /// until the next [`ChannelEvent::Reset`] (or a new subscription). While
+    /// it is `false`, other instances' changes reach this one only through
+    /// `max_staleness`.
     pub fn is_subscribed(&self) -> bool {
         self.shared.subscribed.load(SeqCst)
     }
@@ -834,6 +1047,8 @@ impl<S: SessionStore> CachedStore<S> {
             invalidations_received: read(&c.invalidations_received),
             resets: read(&c.resets),
             publish_failures: read(&c.publish_failures),
+            fresh_loads: read(&c.fresh_loads),
+            overtaken: read(&c.overtaken),
             entries: self.shared.cache.entry_count(),
             weighted_bytes: self.shared.cache.weighted_size(),
         }
@@ -853,6 +1068,8 @@ impl<S: SessionStore> CachedStore<S> {
             invalidations_received = s.invalidations_received,
             resets = s.resets,
             publish_failures = s.publish_failures,
+            fresh_loads = s.fresh_loads,
+            overtaken = s.overtaken,
             entries = s.entries,
             weighted_bytes = s.weighted_bytes,
             "session cache stats"
@@ -863,7 +1080,7 @@ impl<S: SessionStore> CachedStore<S> {
     /// [`Freshness::Fresh`] or a [`Freshness::Degraded`] fallback.
     ///
     /// A degraded answer needs [`degraded_reads`](CachedStoreBuilder::degraded_reads)
-    /// and a backend failure that is retryable, and is only ever a copy
+    /// and a backend failure that is transient, and is only ever a copy
     /// that:
     /// - is younger than `max_staleness` (entries are gone after that, so a
     ///   degraded read never extends staleness beyond the bound that holds
@@ -904,12 +1121,21 @@ impl<S: SessionStore> CachedStore<S> {
     async fn load_slow(&self, id: &SessionId) -> Result<(Option<Record>, Freshness)> {
         let shared = &self.shared;
         let idx = id_slot(id);
+        // Counted once per call, whatever number of backend reads it makes.
+        let mut missed = false;
+        let miss = |missed: &mut bool| {
+            if !std::mem::replace(missed, true) {
+                inc(&shared.counters.misses);
+            }
+        };
         for _ in 0..MAX_LOAD_ATTEMPTS {
             let mut fallback = None;
             if let Some(entry) = shared.cache.get(id).await {
                 match shared.validity(idx, &entry) {
                     Validity::Valid if entry.live() => {
-                        inc(&shared.counters.hits);
+                        if !missed {
+                            inc(&shared.counters.hits);
+                        }
                         tracing::debug!(id = %id.redacted(), found = entry.0.record.is_some(), "cache hit");
                         return Ok((entry.0.record.clone(), Freshness::Fresh));
                     }
@@ -923,21 +1149,15 @@ impl<S: SessionStore> CachedStore<S> {
                 // which only costs a load).
                 shared.cache.invalidate(id).await;
             }
-            let ran = AtomicBool::new(false);
+            let read = Read::new(shared, id);
             let init = async {
-                ran.store(true, SeqCst);
-                let stamp = shared.now();
-                let observed = Instant::now();
+                let (stamp, observed) = read.start();
                 match self.inner.load(id).await {
                     Ok(record) => {
                         let record = record.filter(|r| r.is_live(Timestamp::now()));
-                        let entry =
-                            Entry::new(record, stamp, stamp, observed, shared.max_staleness);
-                        if shared.validity(idx, &entry) == Validity::Valid {
-                            Ok(entry)
-                        } else {
-                            Err(FetchError::Overtaken(entry))
-                        }
+                        shared
+                            .accept(id, stamp, observed, record)
+                            .map_err(|_| FetchError::Overtaken)
                     }
                     Err(error) => Err(FetchError::Failed {
                         error,
@@ -946,10 +1166,13 @@ impl<S: SessionStore> CachedStore<S> {
                 }
             };
             let outcome = shared.cache.try_get_with(*id, init).await;
-            let ran = ran.load(SeqCst);
+            let ran = read.started();
+            // Only now that the cache holds the answer (if it was kept) may a
+            // newer read stop treating this one as running.
+            drop(read);
             match outcome {
                 Ok(entry) if ran => {
-                    inc(&shared.counters.misses);
+                    miss(&mut missed);
                     tracing::debug!(id = %id.redacted(), found = entry.0.record.is_some(), "cache miss, loaded");
                     return Ok((entry.0.record.clone(), Freshness::Fresh));
                 }
@@ -961,22 +1184,24 @@ impl<S: SessionStore> CachedStore<S> {
                     }
                 }
                 Err(failure) => match &*failure {
-                    FetchError::Overtaken(entry) if ran => {
-                        // Read by this very call, so it is a correct answer;
-                        // it is just not kept.
-                        inc(&shared.counters.misses);
-                        tracing::debug!(id = %id.redacted(), "cache miss, loaded (overtaken, not cached)");
-                        return Ok((entry.0.record.clone(), Freshness::Fresh));
+                    FetchError::Overtaken => {
+                        // What this read (or the one it joined) saw may be
+                        // older than a state this instance already returned
+                        // or acknowledged: neither kept nor returned. Read
+                        // again.
+                        if ran {
+                            miss(&mut missed);
+                        }
+                        tracing::debug!(id = %id.redacted(), "backend load overtaken, reading again");
                     }
-                    FetchError::Overtaken(_) => {}
                     FetchError::Failed {
                         error,
                         fallback: theirs,
                     } => {
                         if ran {
-                            inc(&shared.counters.misses);
+                            miss(&mut missed);
                         }
-                        if shared.degraded_reads && error.is_retryable() {
+                        if shared.degraded_reads && error.is_transient() {
                             let candidate = fallback.or_else(|| theirs.clone()).filter(|e| {
                                 e.in_bounds() && shared.validity(idx, e) != Validity::Invalid
                             });
@@ -995,11 +1220,40 @@ impl<S: SessionStore> CachedStore<S> {
                 },
             }
         }
-        // Repeatedly overtaken by changes (a hot, contended ID): read the
-        // backend directly, without caching.
-        inc(&shared.counters.misses);
-        let record = self.inner.load(id).await?;
+        // Overtaken on every attempt (an ID changed continuously): one more
+        // read of its own, kept only if nothing overtook it. Its answer is
+        // at least as new as anything this instance returned before it
+        // began.
+        miss(&mut missed);
+        let (record, _) = self.read_backend(id, false).await?;
         Ok((record, Freshness::Fresh))
+    }
+
+    /// One backend read of `id` that joins no other load (`fresh` asks the
+    /// backend's [`load_fresh`](SessionStore::load_fresh)). Its answer is
+    /// cached when [`Shared::accept`] keeps it; returns the record and
+    /// whether it was kept.
+    async fn read_backend(&self, id: &SessionId, fresh: bool) -> Result<(Option<Record>, bool)> {
+        let shared = &self.shared;
+        let read = Read::new(shared, id);
+        let (stamp, observed) = read.start();
+        let loaded = if fresh {
+            self.inner.load_fresh(id).await?
+        } else {
+            self.inner.load(id).await?
+        };
+        let record = loaded.filter(|r| r.is_live(Timestamp::now()));
+        let outcome = match shared.accept(id, stamp, observed, record) {
+            Ok(entry) => {
+                if entry.in_bounds() {
+                    shared.cache.insert(*id, entry.clone()).await;
+                }
+                (entry.0.record.clone(), true)
+            }
+            Err(entry) => (entry.0.record.clone(), false),
+        };
+        drop(read);
+        Ok(outcome)
     }
 
     fn begin_write(&self, id: &SessionId) -> WriteGuard<'_> {
@@ -1091,6 +1345,25 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         Box::pin(self.load_slow(id)).await.map(|(record, _)| record)
     }
 
+    /// Always asks the backend (its own `load_fresh`): never answered from
+    /// the cache, never joined to a load in flight. The answer refreshes
+    /// the cache under the monotonic-read rule (see [`CachedStore`]): if
+    /// another read or a change overtook it, it reads again, at most three
+    /// times, so it never returns a state older than one this instance had
+    /// already returned when it began.
+    async fn load_fresh(&self, id: &SessionId) -> Result<Option<Record>> {
+        inc(&self.shared.counters.fresh_loads);
+        let mut attempts = 1;
+        loop {
+            let (record, kept) = Box::pin(self.read_backend(id, true)).await?;
+            if kept || attempts >= MAX_LOAD_ATTEMPTS {
+                tracing::debug!(id = %id.redacted(), found = record.is_some(), kept, "fresh load");
+                return Ok(record);
+            }
+            attempts += 1;
+        }
+    }
+
     async fn save(&self, record: &Record) -> Result<u64> {
         let guard = self.begin_write(&record.id);
         match self.inner.save(record).await {
@@ -1129,6 +1402,25 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             Ok(deleted) => {
                 self.finish_write(guard, Some(None)).await;
                 Ok(deleted)
+            }
+            Err(error) => {
+                self.fail_write(guard, &error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Through to the backend first. Removed: the ID is cached as absent
+    /// here and the invalidation is published, like `delete`. `Conflict`
+    /// or `NotFound`: the local copy was stale, so it is evicted (nothing
+    /// changed in the backend, nothing is published). An error whose
+    /// outcome is unknown evicts and publishes, like every write.
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        let guard = self.begin_write(id);
+        match self.inner.compare_and_delete(id, version).await {
+            Ok(()) => {
+                self.finish_write(guard, Some(None)).await;
+                Ok(())
             }
             Err(error) => {
                 self.fail_write(guard, &error).await;

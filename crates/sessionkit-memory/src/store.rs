@@ -47,9 +47,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 ///   hidden; reads also check `expires_at`, so an expired record is never
 ///   returned even before the purge. [`delete_expired`] therefore returns 0;
 ///   it runs the cache's pending maintenance.
-/// - **Atomic**: `create` (insert if absent) and `save` (compare-and-swap on
-///   the version) run under the cache's per-ID lock, so concurrent writers
-///   of one session never lose an update.
+/// - **Atomic**: `create` (insert if absent), `save` (compare-and-swap on
+///   the version) and `compare_and_delete` (delete only the loaded version)
+///   run under the cache's per-ID lock, so concurrent writers of one
+///   session never lose an update and of two concurrent compare-and-deletes
+///   of one version exactly one succeeds.
 /// - **Subject index** for `list_subject` and `delete_subject`, kept exact
 ///   by every write and pruned of evicted records.
 ///
@@ -500,6 +502,37 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        let now = Timestamp::now();
+        let mut outcome = Err(Error::NotFound);
+        // Under the record's key lock, like `save`: a concurrent save,
+        // delete, delete_subject or compare_and_delete of this ID runs
+        // wholly before or wholly after this closure.
+        self.inner
+            .cache
+            .entry(*id)
+            .and_compute_with(|entry| {
+                let op = match entry.map(|e| e.into_value()) {
+                    Some(current) if current.is_live(now) => {
+                        if current.version == version {
+                            // The same index removal as `delete`.
+                            self.index_remove(&current.subject, id);
+                            outcome = Ok(());
+                            Op::Remove
+                        } else {
+                            outcome = Err(Error::Conflict);
+                            Op::Nop
+                        }
+                    }
+                    // Missing or expired: NotFound, nothing removed.
+                    _ => Op::Nop,
+                };
+                ready(op)
+            })
+            .await;
+        outcome
+    }
+
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         let now = Timestamp::now();
         let mut records = Vec::new();
@@ -694,6 +727,70 @@ mod tests {
         store.delete(&r.id).await.unwrap();
         assert_eq!(index_len(&store), 0);
         assert!(lock(&store.inner.index).is_empty());
+    }
+
+    #[tokio::test]
+    async fn compare_and_delete_removes_only_the_given_version_and_its_index_entry() {
+        let store = MemoryStore::new();
+        let mut r = record(Some("cad"), b"x".to_vec(), HOUR);
+        store.create(&r).await.unwrap();
+        r.version = store.save(&r).await.unwrap();
+        // A stale version: Conflict, nothing removed, still indexed.
+        assert!(matches!(
+            store.compare_and_delete(&r.id, 1).await,
+            Err(Error::Conflict)
+        ));
+        assert_eq!(store.load(&r.id).await.unwrap().unwrap().version, 2);
+        assert_eq!(index_len(&store), 1);
+        // The current version: removed, and gone from the subject index.
+        store.compare_and_delete(&r.id, 2).await.unwrap();
+        assert_eq!(store.load(&r.id).await.unwrap(), None);
+        assert!(lock(&store.inner.index).is_empty());
+        assert!(store.list_subject("cad").await.unwrap().is_empty());
+        // Gone: NotFound.
+        assert!(matches!(
+            store.compare_and_delete(&r.id, 2).await,
+            Err(Error::NotFound)
+        ));
+        // Expired: NotFound, and never a removal of a live record.
+        let short = record(Some("cad"), b"y".to_vec(), Duration::from_millis(20));
+        store.create(&short).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(matches!(
+            store.compare_and_delete(&short.id, 1).await,
+            Err(Error::NotFound)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_compare_and_deletes_and_saves_admit_exactly_one() {
+        for _ in 0..50 {
+            let store = MemoryStore::new();
+            let r = record(Some("race"), b"0".to_vec(), HOUR);
+            store.create(&r).await.unwrap();
+            let barrier = Arc::new(tokio::sync::Barrier::new(8));
+            let mut tasks = Vec::new();
+            for i in 0..8 {
+                let (store, r, barrier) = (store.clone(), r.clone(), Arc::clone(&barrier));
+                tasks.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    if i % 2 == 0 {
+                        store.compare_and_delete(&r.id, 1).await.is_ok()
+                    } else {
+                        store.save(&r).await.is_ok()
+                    }
+                }));
+            }
+            let mut winners = 0;
+            for t in tasks {
+                winners += usize::from(t.await.unwrap());
+            }
+            assert_eq!(winners, 1, "exactly one of the version-1 writers wins");
+            let left = store.load(&r.id).await.unwrap();
+            let listed = store.list_subject("race").await.unwrap();
+            assert_eq!(listed.len(), usize::from(left.is_some()));
+            assert_eq!(index_len(&store), usize::from(left.is_some()));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -49,7 +49,7 @@ mod conformance_memory_small {
 // Test doubles.
 
 /// Wraps a store: counts backend loads, can slow or hold loads, and can
-/// make loads or writes fail with a retryable backend error.
+/// make loads or writes fail with a transient backend error.
 #[derive(Default)]
 struct Probe<S> {
     inner: S,
@@ -57,6 +57,9 @@ struct Probe<S> {
     load_delay_ms: AtomicU64,
     write_delay_ms: AtomicU64,
     fail_loads: AtomicBool,
+    /// Loads fail with `Error::Aborted` / `Error::Timeout(Some(LOAD_LIMIT))`.
+    abort_loads: AtomicBool,
+    time_out_loads: AtomicBool,
     fail_writes: AtomicBool,
     /// When set, a load reads the backend, then waits for `release` before
     /// returning what it read (to stage a slow load racing a write).
@@ -73,6 +76,8 @@ impl<S: SessionStore> Probe<S> {
             load_delay_ms: AtomicU64::new(0),
             write_delay_ms: AtomicU64::new(0),
             fail_loads: AtomicBool::new(false),
+            abort_loads: AtomicBool::new(false),
+            time_out_loads: AtomicBool::new(false),
             fail_writes: AtomicBool::new(false),
             hold_loads: AtomicBool::new(false),
             held: Notify::new(),
@@ -114,6 +119,12 @@ impl<S: SessionStore> SessionStore for Probe<S> {
         if self.fail_loads.load(SeqCst) {
             return Err(Self::down());
         }
+        if self.abort_loads.load(SeqCst) {
+            return Err(Error::Aborted("deadlock victim, rolled back".into()));
+        }
+        if self.time_out_loads.load(SeqCst) {
+            return Err(Error::Timeout(Some(LOAD_LIMIT)));
+        }
         let found = self.inner.load(id).await;
         if self.hold_loads.load(SeqCst) {
             let released = self.release.notified();
@@ -133,6 +144,10 @@ impl<S: SessionStore> SessionStore for Probe<S> {
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         self.before_write().await?;
         self.inner.delete(id).await
+    }
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        self.before_write().await?;
+        self.inner.compare_and_delete(id, version).await
     }
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         self.inner.list_subject(subject).await
@@ -212,6 +227,34 @@ impl InvalidationChannel for Bus {
     }
 }
 
+/// A channel driven by the test: one subscription at a time, whose events
+/// the test sends itself (to script `Disconnected` and `Reset`).
+#[derive(Default)]
+struct Scripted {
+    events: std::sync::Mutex<Option<mpsc::Sender<ChannelEvent>>>,
+    subscriptions: AtomicU64,
+}
+
+impl Scripted {
+    fn sender(&self) -> mpsc::Sender<ChannelEvent> {
+        self.events.lock().unwrap().clone().expect("subscribed")
+    }
+}
+
+#[async_trait]
+impl InvalidationChannel for Scripted {
+    async fn publish(&self, _: &InvalidationMessage) -> Result<()> {
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<mpsc::Receiver<ChannelEvent>> {
+        let (tx, rx) = mpsc::channel(16);
+        *self.events.lock().unwrap() = Some(tx);
+        self.subscriptions.fetch_add(1, SeqCst);
+        Ok(rx)
+    }
+}
+
 /// A channel whose every publish fails.
 struct BrokenChannel;
 
@@ -240,6 +283,8 @@ fn record(subject: Option<&str>, payload: &str, ttl: Duration) -> Record {
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
+/// The limit a timed-out backend load reports.
+const LOAD_LIMIT: Duration = Duration::from_millis(1234);
 
 fn payload(r: &Option<Record>) -> Option<String> {
     r.as_ref()
@@ -423,7 +468,7 @@ async fn a_failed_backend_write_leaves_no_new_data_in_the_cache() {
     assert!(matches!(
         cache.save(&changed).await,
         Err(Error::Backend {
-            retryable: true,
+            transient: true,
             ..
         })
     ));
@@ -525,10 +570,13 @@ async fn a_slow_load_never_caches_data_a_write_overtook() {
         // Let the other instance apply the invalidation.
         tokio::time::sleep(Duration::from_millis(20)).await;
         backend.release.notify_one();
-        let old = slow.await.unwrap().unwrap().unwrap();
+        // Its backend read saw the old state, but the write (acknowledged
+        // on this instance, or announced to it) overtook it: the load reads
+        // again rather than return a state older than one already seen.
+        let slow = slow.await.unwrap().unwrap().unwrap();
         assert_eq!(
-            old.version, current.version,
-            "the overlapping load read the old state"
+            slow.version, version,
+            "the overtaken load returned the state the write replaced"
         );
         let seen = reader.load(&r.id).await.unwrap().unwrap();
         assert_eq!(seen.version, version, "the old state was not kept");
@@ -738,7 +786,7 @@ async fn degraded_reads_serve_a_bounded_copy_and_say_so() {
     assert!(matches!(
         strict.load(&r.id).await,
         Err(Error::Backend {
-            retryable: true,
+            transient: true,
             ..
         })
     ));
@@ -861,4 +909,367 @@ async fn pass_through_operations() {
     cache.create(&r).await.unwrap();
     assert_eq!(cache.list_subject("smoke").await.unwrap().len(), 1);
     assert_eq!(cache.delete_expired().await.unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Monotonic reads, load_fresh, compare_and_delete, subscription health.
+
+/// What a test compares: payload and version (the version alone cannot
+/// tell a re-created session from the deleted one).
+fn state(r: &Option<Record>) -> Option<(String, u64)> {
+    r.as_ref()
+        .map(|r| (String::from_utf8_lossy(&r.payload).into_owned(), r.version))
+}
+
+/// The bug of issue 13: two overlapping backend reads of one session on one
+/// instance complete new-then-old. L1 (a cache miss) reads the old state
+/// and is held; another writer changes the backend (no message reaches
+/// this instance); L2 (`load_fresh`) reads the new state and returns it;
+/// only then is L1 released. Neither L1 nor any later load may return the
+/// older state, and it must not be cached. Ordered by the backend's
+/// held/release handshake, not by timing; for a save, a delete (no
+/// resurrection of a logged-out session), a delete and re-create of the
+/// same ID (version 1 again), and a create of an absent ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_are_monotonic_when_overlapping_backend_reads_complete_new_then_old() {
+    #[derive(Debug, Clone, Copy)]
+    enum Change {
+        Save,
+        Delete,
+        Recreate,
+        Create,
+    }
+    for change in [
+        Change::Save,
+        Change::Delete,
+        Change::Recreate,
+        Change::Create,
+    ] {
+        let backend = backend();
+        let mut r = record(Some("monotonic"), "first life", HOUR);
+        if !matches!(change, Change::Create) {
+            backend.inner.create(&r).await.unwrap();
+        }
+        let cache = Arc::new(CachedStore::new(Arc::clone(&backend)).unwrap());
+
+        // L1: a cache miss whose backend read is held after reading.
+        backend.hold_loads.store(true, SeqCst);
+        let held = backend.held.notified();
+        let l1 = {
+            let (cache, id) = (Arc::clone(&cache), r.id);
+            tokio::spawn(async move { cache.load(&id).await })
+        };
+        held.await;
+        backend.hold_loads.store(false, SeqCst);
+
+        // Another writer changes the backend; no message reaches `cache`.
+        let expected = match change {
+            Change::Save => {
+                r.payload = "second state".into();
+                r.version = backend.inner.save(&r).await.unwrap();
+                Some(("second state".to_owned(), 2))
+            }
+            Change::Delete => {
+                assert!(backend.inner.delete(&r.id).await.unwrap());
+                None
+            }
+            Change::Recreate => {
+                assert!(backend.inner.delete(&r.id).await.unwrap());
+                let now = Timestamp::now();
+                let again = Record::new(r.id, r.subject.clone(), "second life", now, now + HOUR);
+                backend.inner.create(&again).await.unwrap();
+                Some(("second life".to_owned(), 1))
+            }
+            Change::Create => {
+                backend.inner.create(&r).await.unwrap();
+                Some(("first life".to_owned(), 1))
+            }
+        };
+
+        // L2 asks the backend itself and completes while L1 is held. (The
+        // timeout only bounds a failure: a load_fresh that joined L1 would
+        // wait for the release below.)
+        let mut l2 = {
+            let (cache, id) = (Arc::clone(&cache), r.id);
+            tokio::spawn(async move { cache.load_fresh(&id).await })
+        };
+        let early = tokio::time::timeout(Duration::from_secs(5), &mut l2).await;
+        let l2_completed_first = early.is_ok();
+        backend.release.notify_one();
+        let fresh = match early {
+            Ok(joined) => joined.unwrap().unwrap(),
+            Err(_) => l2.await.unwrap().unwrap(),
+        };
+        let l1 = l1.await.unwrap().unwrap();
+
+        // Every violation, so that a failure shows the whole story.
+        let mut violations = Vec::new();
+        if !l2_completed_first {
+            violations.push("load_fresh waited for the cached load in flight".to_owned());
+        }
+        if state(&fresh) != expected {
+            violations.push(format!("load_fresh returned {:?}", state(&fresh)));
+        }
+        if state(&l1) != expected {
+            violations.push(format!(
+                "the overtaken load L1 returned {:?} after a newer state was returned",
+                state(&l1)
+            ));
+        }
+        let loads = backend.loads.load(SeqCst);
+        for i in 0..3 {
+            let later = state(&cache.load(&r.id).await.unwrap());
+            if later != expected {
+                violations.push(format!("load #{i} afterwards served {later:?}"));
+            }
+        }
+        if backend.loads.load(SeqCst) != loads {
+            violations.push("the newest state was not served from the cache".to_owned());
+        }
+        assert!(
+            violations.is_empty(),
+            "{change:?}: expected {expected:?} from every read once L2 returned it; {violations:#?}"
+        );
+        assert!(
+            cache.stats().overtaken >= 1,
+            "{change:?}: {:?}",
+            cache.stats()
+        );
+    }
+}
+
+#[tokio::test]
+async fn load_fresh_asks_the_backend_and_refreshes_the_cache() {
+    let backend = backend();
+    let cache = CachedStore::new(Arc::clone(&backend)).unwrap();
+    let mut r = record(Some("fresh"), "v1", HOUR);
+    cache.create(&r).await.unwrap();
+    assert_eq!(cache.load(&r.id).await.unwrap().unwrap().version, 1);
+
+    // Another instance saves; its message never arrives here.
+    r.payload = "v2".into();
+    r.version = backend.inner.save(&r).await.unwrap();
+    assert_eq!(
+        cache.load(&r.id).await.unwrap().unwrap().version,
+        1,
+        "setup: the cached copy is stale"
+    );
+    let loads = backend.loads.load(SeqCst);
+    assert_eq!(cache.load_fresh(&r.id).await.unwrap().unwrap().version, 2);
+    assert_eq!(backend.loads.load(SeqCst), loads + 1, "asked the backend");
+    assert_eq!(cache.load(&r.id).await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        backend.loads.load(SeqCst),
+        loads + 1,
+        "and refreshed the cache"
+    );
+
+    // Another instance logs the session out: a fresh load sees it at once.
+    backend.inner.delete(&r.id).await.unwrap();
+    assert!(cache.load(&r.id).await.unwrap().is_some(), "setup: stale");
+    assert!(cache.load_fresh(&r.id).await.unwrap().is_none());
+    assert!(cache.load(&r.id).await.unwrap().is_none());
+    assert_eq!(cache.stats().fresh_loads, 2);
+
+    // A backend failure is returned, never answered from the cache.
+    let other = record(None, "x", HOUR);
+    cache.create(&other).await.unwrap();
+    backend.fail_loads.store(true, SeqCst);
+    assert!(cache.load(&other.id).await.unwrap().is_some());
+    assert!(matches!(
+        cache.load_fresh(&other.id).await,
+        Err(Error::Backend {
+            transient: true,
+            ..
+        })
+    ));
+}
+
+/// `SessionManager::load_fresh` over a cached store: the way to act on a
+/// logout made by another instance whose message has not arrived.
+#[tokio::test]
+async fn manager_load_fresh_sees_a_logout_the_cache_does_not_know_yet() {
+    let backend = backend();
+    let here = sessionkit_core::SessionManager::<u32>::stateful(
+        CachedStore::new(Arc::clone(&backend)).unwrap(),
+    )
+    .build()
+    .unwrap();
+    let elsewhere = sessionkit_core::SessionManager::<u32>::stateful(Arc::clone(&backend))
+        .build()
+        .unwrap();
+    let ticket = here
+        .create(Some("alice"), 7)
+        .await
+        .unwrap()
+        .ticket()
+        .clone();
+    assert!(here.load(ticket.as_str()).await.unwrap().is_some());
+    assert!(elsewhere.destroy(ticket.as_str()).await.unwrap());
+    // Documented bound: a plain load may still serve it (until the
+    // invalidation arrives, here never: no channel, so max_staleness).
+    assert!(here.load(ticket.as_str()).await.unwrap().is_some());
+    assert!(here.load_fresh(ticket.as_str()).await.unwrap().is_none());
+    assert!(here.load(ticket.as_str()).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compare_and_delete_goes_through_caches_absent_and_reaches_other_instances() {
+    let backend = backend();
+    let bus = Bus::new();
+    let (a, b) = pair(&backend, &bus).await;
+    let r = record(Some("cad"), "v1", HOUR);
+    a.create(&r).await.unwrap();
+    assert!(a.load(&r.id).await.unwrap().is_some());
+    assert!(b.load(&r.id).await.unwrap().is_some());
+
+    assert!(matches!(
+        a.compare_and_delete(&r.id, 7).await,
+        Err(Error::Conflict)
+    ));
+    assert!(backend.inner.load(&r.id).await.unwrap().is_some());
+
+    a.compare_and_delete(&r.id, 1).await.unwrap();
+    assert!(backend.inner.load(&r.id).await.unwrap().is_none());
+    let loads = backend.loads.load(SeqCst);
+    assert!(a.load(&r.id).await.unwrap().is_none());
+    assert_eq!(backend.loads.load(SeqCst), loads, "cached as absent");
+    // The publish returned after B applied it.
+    assert!(b.load(&r.id).await.unwrap().is_none());
+    assert!(b.stats().invalidations_received >= 2, "{:?}", b.stats());
+    assert!(matches!(
+        a.compare_and_delete(&r.id, 1).await,
+        Err(Error::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn compare_and_delete_failures_evict_the_stale_copy() {
+    let backend = backend();
+    let cache = CachedStore::new(Arc::clone(&backend)).unwrap();
+    let mut r = record(None, "v1", HOUR);
+    cache.create(&r).await.unwrap();
+
+    // Conflict: another instance saved meanwhile; the copy here is stale.
+    r.payload = "v2".into();
+    backend.inner.save(&r).await.unwrap();
+    assert_eq!(cache.load(&r.id).await.unwrap().unwrap().version, 1);
+    assert!(matches!(
+        cache.compare_and_delete(&r.id, 1).await,
+        Err(Error::Conflict)
+    ));
+    assert_eq!(cache.load(&r.id).await.unwrap().unwrap().version, 2);
+
+    // NotFound: another instance deleted it; the copy here is stale.
+    backend.inner.delete(&r.id).await.unwrap();
+    assert!(cache.load(&r.id).await.unwrap().is_some());
+    assert!(matches!(
+        cache.compare_and_delete(&r.id, 2).await,
+        Err(Error::NotFound)
+    ));
+    assert!(cache.load(&r.id).await.unwrap().is_none());
+
+    // Unknown outcome: evicted, like every failed write.
+    let other = record(None, "x", HOUR);
+    cache.create(&other).await.unwrap();
+    backend.fail_writes.store(true, SeqCst);
+    assert!(matches!(
+        cache.compare_and_delete(&other.id, 1).await,
+        Err(Error::Backend { .. })
+    ));
+    backend.fail_writes.store(false, SeqCst);
+    let loads = backend.loads.load(SeqCst);
+    assert!(cache.load(&other.id).await.unwrap().is_some());
+    assert_eq!(backend.loads.load(SeqCst), loads + 1, "re-read");
+}
+
+/// Polls (bounded) until `check` holds; panics with `what` otherwise.
+async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn is_subscribed_follows_disconnected_and_reset_and_each_clears_the_cache() {
+    let backend = backend();
+    let channel = Arc::new(Scripted::default());
+    let cache = CachedStore::builder(Arc::clone(&backend))
+        .channel(Arc::clone(&channel) as Arc<dyn InvalidationChannel>)
+        .build()
+        .unwrap();
+    assert!(cache.wait_subscribed(Duration::from_secs(5)).await);
+    let r = record(None, "v1", HOUR);
+    backend.inner.create(&r).await.unwrap();
+    let cached = async || {
+        let loads = backend.loads.load(SeqCst);
+        assert!(cache.load(&r.id).await.unwrap().is_some());
+        backend.loads.load(SeqCst) == loads
+    };
+    cache.load(&r.id).await.unwrap();
+    assert!(cached().await, "setup: cached");
+
+    // The subscription is lost; the receiver stays open (as with a channel
+    // that reconnects by itself), so only the event can tell.
+    let resets = cache.stats().resets;
+    channel
+        .sender()
+        .send(ChannelEvent::Disconnected)
+        .await
+        .unwrap();
+    eventually("unsubscribed after Disconnected", || {
+        !cache.is_subscribed() && cache.stats().resets > resets
+    })
+    .await;
+    assert!(!cache.is_subscribed());
+    assert!(!cached().await, "Disconnected cleared the cache");
+
+    // Subscribed again: messages may have been lost, so clear again.
+    let resets = cache.stats().resets;
+    channel.sender().send(ChannelEvent::Reset).await.unwrap();
+    eventually("subscribed after Reset", || cache.is_subscribed()).await;
+    assert!(cache.stats().resets > resets);
+    assert!(!cached().await, "Reset cleared the cache");
+    assert!(cached().await);
+    assert_eq!(
+        channel.subscriptions.load(SeqCst),
+        1,
+        "one subscription throughout"
+    );
+}
+
+/// Coalesced callers of a failed backend load each get the backend's own
+/// error variant: `Aborted` stays `Aborted` (retryable by the manager), a
+/// timeout keeps its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coalesced_callers_get_the_backend_error_variant() {
+    let backend = backend();
+    let r = record(None, "v1", HOUR);
+    backend.inner.create(&r).await.unwrap();
+    let cache = Arc::new(CachedStore::new(Arc::clone(&backend)).unwrap());
+    backend.load_delay_ms.store(100, SeqCst);
+    for abort in [true, false] {
+        backend.abort_loads.store(abort, SeqCst);
+        backend.time_out_loads.store(!abort, SeqCst);
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, barrier, id) = (Arc::clone(&cache), Arc::clone(&barrier), r.id);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    cache.load(&id).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            match task.await.unwrap() {
+                Err(Error::Aborted(_)) if abort => {}
+                Err(Error::Timeout(Some(limit))) if !abort => assert_eq!(limit, LOAD_LIMIT),
+                other => panic!("abort={abort}: {other:?}"),
+            }
+        }
+    }
+    println!("{:?}", cache.stats());
 }
