@@ -273,13 +273,20 @@ async fn revoke(
     session: Session,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, SessionError> {
+    // Ending sessions is a security decision: ask the store itself whether
+    // this session is still live, past any cache (with a `CachedStore` on
+    // several instances, another one may have logged it out a moment ago).
+    if !session.verify_fresh().await? {
+        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+    }
     let (Some(user), Some(info)) = (session.subject().await?, session.info().await?) else {
         return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
     };
     // Only among this user's own sessions, and never the current one.
     for other in app.sessions.list_subject(&user).await? {
         if other.data().label == form.label && other.id() != info.id {
-            app.sessions.destroy(other.ticket().as_str()).await?;
+            // Listed sessions carry their store ID, not their ticket.
+            app.sessions.destroy_id(&other.id()).await?;
             return Ok((StatusCode::OK, "revoked").into_response());
         }
     }

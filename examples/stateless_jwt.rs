@@ -6,9 +6,12 @@
 //! ```
 //!
 //! Keys come from configuration, never from the code: this example reads
-//! an HMAC secret from `SESSIONKIT_JWT_SECRET` (at least 32 bytes) and
-//! falls back to a fixed demo secret, and loads its second key from a PEM
-//! file of the test fixtures.
+//! an HMAC secret from `SESSIONKIT_JWT_SECRET` (at least 32 bytes; a shorter
+//! one is refused). Without it, it signs with a random key made for this run
+//! only (it issues and verifies its own tokens, which die with the process),
+//! and says so on stderr. Its second key is a PEM file of the test fixtures:
+//! a published key, fine for showing key rotation here, never for signing
+//! real sessions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sessionkit::jwt::{Algorithm, JwtCodec, Key, KeyRing};
 use sessionkit::memory::MemoryStore;
-use sessionkit::{Error, RevocationList, SessionManager, Timestamp, TokenRejection};
+use sessionkit::{Error, RevocationList, SessionId, SessionManager, Timestamp, TokenRejection};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Cart {
@@ -43,8 +46,24 @@ async fn clock_past(t: Timestamp) {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The first signing key: HS256 with a secret from the environment.
     let secret = match std::env::var("SESSIONKIT_JWT_SECRET") {
-        Ok(text) => text.into_bytes(),
-        Err(_) => b"demo-only secret, never use in production!".to_vec(),
+        Ok(text) if text.len() >= 32 => text.into_bytes(),
+        Ok(_) | Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!(
+                "error: refusing to start: SESSIONKIT_JWT_SECRET must be at least 32 bytes \
+                 of UTF-8"
+            );
+            std::process::exit(2);
+        }
+        Err(std::env::VarError::NotPresent) => {
+            eprintln!(
+                "note: SESSIONKIT_JWT_SECRET is not set; signing with a random key made for \
+                 this run only"
+            );
+            // 2 x 128 bits from the operating system's CSPRNG.
+            let mut key = SessionId::try_generate()?.to_bytes().to_vec();
+            key.extend_from_slice(&SessionId::try_generate()?.to_bytes());
+            key
+        }
     };
     let codec = Arc::new(
         JwtCodec::builder(KeyRing::new(Key::secret(

@@ -2,7 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use sessionkit_core::Error;
+use sessionkit_core::{Error, TokenRejection};
 
 /// An error from a session operation in a handler, ready to be returned:
 /// handlers can use `?` on [`SessionHandle`](crate::SessionHandle) calls
@@ -13,10 +13,24 @@ use sessionkit_core::Error;
 ///
 /// | error | status |
 /// |---|---|
-/// | [`Error::Conflict`] | 409 Conflict |
-/// | [`Error::Backend`] with `retryable`, [`Error::Timeout`] | 503 Service Unavailable |
+/// | [`Error::Conflict`]: the session was saved by a concurrent request | 409 Conflict |
+/// | [`Error::NotFound`], [`Error::Revoked`], [`Error::Expired`], [`Error::InvalidToken`] with [`TokenRejection::IssuedBeforeLogout`]: the session was ended, rotated or logged out everywhere by a concurrent request (a lost [`login`](crate::SessionHandle::login) / [`rotate`](crate::SessionHandle::rotate), or a save that found it gone) | 409 Conflict |
+/// | [`Error::Backend`] with `transient`, [`Error::Timeout`] | 503 Service Unavailable, `Retry-After: 1` |
+/// | [`Error::Aborted`] (the backend rolled the operation back: a deadlock victim, a serialization failure; nothing was written) | 503 Service Unavailable, `Retry-After: 1` |
 /// | anything else (backend down for good, too large, encoding, ...) | 500 Internal Server Error |
 /// | the extractor used without the layer | 500 Internal Server Error |
+///
+/// Inside a [`SessionLayer`](crate::SessionLayer), the 409 becomes the
+/// layer's [`conflict_status`](crate::SessionLayer::conflict_status) when
+/// one is configured.
+///
+/// A 409 means "the session changed under this request: reload and decide
+/// again" (repeating the same request may not help); a 503 means "nothing
+/// is known to be wrong with the request: the same request may succeed in
+/// a moment". [`Error::Aborted`] is answered with 503 because the backend
+/// guarantees that nothing was applied, so the client may simply repeat
+/// the request (it is transient, [`Error::is_transient`]), whereas a 409
+/// would tell it to reload first.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
@@ -30,20 +44,41 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// The status code this error is answered with.
+    /// The status code this error is answered with (see the table above;
+    /// a layer's configured [`conflict_status`](crate::SessionLayer::conflict_status)
+    /// replaces 409 in the response).
     pub fn status(&self) -> StatusCode {
         match self {
             SessionError::Session(e) => status_for(e),
             SessionError::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// Whether the session was changed, ended or rotated by a concurrent
+    /// request (answered with 409 or the configured conflict status).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, SessionError::Session(e) if lost_to_concurrent(e))
+    }
+}
+
+/// Whether a failed session operation means that a concurrent request
+/// changed, ended or rotated the session under this one.
+pub(crate) fn lost_to_concurrent(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Conflict
+            | Error::NotFound
+            | Error::Revoked
+            | Error::Expired
+            | Error::InvalidToken(TokenRejection::IssuedBeforeLogout)
+    )
 }
 
 /// The status for a failed session operation (see [`SessionError`]).
 pub(crate) fn status_for(error: &Error) -> StatusCode {
     match error {
-        Error::Conflict => StatusCode::CONFLICT,
-        e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+        e if lost_to_concurrent(e) => StatusCode::CONFLICT,
+        e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -57,10 +92,20 @@ pub(crate) fn body_for(status: StatusCode) -> &'static str {
     }
 }
 
+/// Marks a response made from a [`SessionError`] that lost to a concurrent
+/// request, so that the layer can answer it with its configured conflict
+/// status.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConflictResponse;
+
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
+            SessionError::Session(e) if lost_to_concurrent(e) => tracing::info!(
+                error = %e,
+                "the session changed under the request; answering {status}"
+            ),
             SessionError::Session(e) => tracing::warn!(
                 error = %e,
                 source = ?std::error::Error::source(e),
@@ -74,6 +119,9 @@ impl IntoResponse for SessionError {
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("1"),
             );
+        }
+        if self.is_conflict() {
+            response.extensions_mut().insert(ConflictResponse);
         }
         response
     }

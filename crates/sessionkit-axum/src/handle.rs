@@ -1,12 +1,13 @@
 //! The per-request session handle that handlers extract.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
-use sessionkit_core::{Result, Session, SessionData, SessionId, SessionManager, Timestamp};
+use sessionkit_core::{
+    Error, Result, Session, SessionData, SessionId, SessionManager, Timestamp, TokenRejection,
+};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::SessionError;
@@ -41,6 +42,16 @@ impl<T> State<T> {
         self.send_ticket |= session.ticket_changed();
         self.current = Current::Live(session);
     }
+
+    /// The live session turned out to be gone (ended, rotated or expired by
+    /// another request): nothing is left to save or to send. The client's
+    /// ticket is left alone rather than cleared, since a concurrent request
+    /// (a rotation) may just have given the client a new, live one.
+    fn gone(&mut self) {
+        self.current = Current::Empty;
+        self.dirty = false;
+        self.send_ticket = false;
+    }
 }
 
 pub(crate) struct Shared<T> {
@@ -54,12 +65,14 @@ pub(crate) struct Shared<T> {
 /// lazily the first time a method needs it (a handler that never touches
 /// the session costs no store access).
 ///
-/// Changes made through [`insert`](Self::insert), [`modify`](Self::modify),
-/// [`data_mut`](Self::data_mut) or [`set_subject`](Self::set_subject) are
-/// saved by the [`SessionLayer`](crate::SessionLayer) after the handler,
-/// unless the handler answered with a 5xx; if that save finds that another
-/// request changed the session first, the response becomes 409 Conflict
-/// (configurable), never a silently lost update.
+/// Changes made through [`insert`](Self::insert), [`modify`](Self::modify)
+/// or [`set_subject`](Self::set_subject) are saved by the
+/// [`SessionLayer`](crate::SessionLayer) after the handler, unless the
+/// handler answered with a 5xx; in stateful mode, if that save finds that
+/// another request changed or ended the session first, the response becomes
+/// 409 Conflict (configurable), never a silently lost update. (Stateless
+/// mode has no server copy to compare with: see the
+/// [crate documentation](crate#what-stateless-mode-can-promise).)
 /// [`update`](Self::update), [`create`](Self::create),
 /// [`login`](Self::login), [`rotate`](Self::rotate) and
 /// [`destroy`](Self::destroy) act on the store at once; the ticket changes
@@ -68,6 +81,18 @@ pub(crate) struct Shared<T> {
 ///
 /// An unknown, malformed, expired or revoked ticket is an empty session,
 /// never an error; a new session always gets a fresh server-generated ID.
+///
+/// No method hands out a guard or a reference into the session: data is
+/// read and changed through closures ([`read`](Self::read),
+/// [`modify`](Self::modify), [`update`](Self::update)) that cannot await,
+/// so no handler can hold the request's session lock across an `.await`
+/// and deadlock itself.
+///
+/// The first load goes through the manager's store, and so through its
+/// cache if it has one (`CachedStore`): after another instance ended the
+/// session, a cached copy may still be served until the invalidation
+/// arrives (at most the cache's `max_staleness`). Before a security
+/// decision, ask [`verify_fresh`](Self::verify_fresh).
 ///
 /// Requires the [`SessionLayer`](crate::SessionLayer) for the same `T`;
 /// without it extraction fails with 500.
@@ -96,8 +121,12 @@ impl<T> fmt::Debug for SessionHandle<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionInfo {
-    /// The session ID (stateful) or token ID (stateless). A secret: never
-    /// show it whole.
+    /// The ID the session is kept under
+    /// ([`Session::id`](sessionkit_core::Session::id)): stateful, a hash of
+    /// the ticket's ID unless ID hashing was turned off; stateless, the
+    /// token ID. Stable until the session is rotated; compare it with the
+    /// IDs of `list_subject`, end other sessions with `destroy_id`. Log it
+    /// redacted (with hashing off it is the credential itself).
     pub id: SessionId,
     /// The principal, if any.
     pub subject: Option<String>,
@@ -105,45 +134,6 @@ pub struct SessionInfo {
     pub created_at: Timestamp,
     /// When it expires unless used again.
     pub expires_at: Timestamp,
-}
-
-/// Mutable access to the session data; marks the session changed when it is
-/// dereferenced mutably. Holds the session's lock: drop it before calling
-/// other methods of the [`SessionHandle`].
-pub struct DataMut<'a, T> {
-    guard: MutexGuard<'a, State<T>>,
-}
-
-impl<T> Deref for DataMut<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        match &self.guard.current {
-            Current::Live(s) => s.data(),
-            Current::Pending { data, .. } => data,
-            // `data_mut` builds a DataMut only over a session.
-            Current::Empty => unreachable!("DataMut over an empty session"),
-        }
-    }
-}
-
-impl<T> DerefMut for DataMut<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        let state = &mut *self.guard;
-        match &mut state.current {
-            Current::Live(s) => {
-                state.dirty = true;
-                s.data_mut()
-            }
-            Current::Pending { data, .. } => data,
-            Current::Empty => unreachable!("DataMut over an empty session"),
-        }
-    }
-}
-
-impl<T> fmt::Debug for DataMut<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DataMut").finish_non_exhaustive()
-    }
 }
 
 impl<T: SessionData> SessionHandle<T> {
@@ -179,22 +169,84 @@ impl<T: SessionData> SessionHandle<T> {
     async fn state(&self) -> Result<MutexGuard<'_, State<T>>> {
         let mut state = self.shared.state.lock().await;
         if !state.loaded {
-            for ticket in &self.shared.presented {
-                match self.shared.manager.load(ticket).await {
-                    Ok(Some(session)) => {
-                        state.set_live(session);
-                        break;
-                    }
-                    Ok(None) => {}
-                    Err(e) if e.is_invalid_ticket() => {
-                        tracing::debug!(error = %e, "ignoring an invalid session ticket");
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            state.loaded = true;
+            self.load_into(&mut state, false).await?;
         }
         Ok(state)
+    }
+
+    /// The first load: the first presented ticket with a live session wins.
+    async fn load_into(&self, state: &mut State<T>, fresh: bool) -> Result<()> {
+        for ticket in &self.shared.presented {
+            let loaded = if fresh {
+                self.shared.manager.load_fresh(ticket).await
+            } else {
+                self.shared.manager.load(ticket).await
+            };
+            match loaded {
+                Ok(Some(session)) => {
+                    state.set_live(session);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) if e.is_invalid_ticket() => {
+                    tracing::debug!(error = %e, "ignoring an invalid session ticket");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        state.loaded = true;
+        Ok(())
+    }
+
+    /// Asks the source of truth, past any cache, whether the request's
+    /// session is still live: for security decisions (a privileged action,
+    /// a password, e-mail or payment change) that must not act on a session
+    /// another instance already logged out. It re-reads the session through
+    /// [`SessionManager::load_fresh`](sessionkit_core::SessionManager::load_fresh),
+    /// which bypasses a `CachedStore`'s cache.
+    ///
+    /// Returns `true` when the session is live; unless the handler already
+    /// changed it, the handle then holds the fresh copy (so a later save
+    /// compares against the current version). Returns `false` without a
+    /// stored session (data inserted during this request is not stored yet
+    /// and is left as it is), and when the session is gone: ended, rotated
+    /// or expired elsewhere; the handle is then empty for the rest of the
+    /// request, exactly as if the request had presented no ticket.
+    ///
+    /// Stateless mode: the token's signature and expiry are checked again
+    /// and the revocation list is read as usual; give the
+    /// [`RevocationList`](sessionkit_core::RevocationList) an uncached store
+    /// for revocations to be seen here at once.
+    pub async fn verify_fresh(&self) -> Result<bool> {
+        let mut guard = self.shared.state.lock().await;
+        let state = &mut *guard;
+        if !state.loaded {
+            // Nothing was read yet: read from the source of truth at once.
+            self.load_into(state, true).await?;
+            return Ok(matches!(state.current, Current::Live(_)));
+        }
+        let ticket = match &state.current {
+            Current::Live(s) => s.ticket().as_str().to_owned(),
+            Current::Pending { .. } | Current::Empty => return Ok(false),
+        };
+        match self.shared.manager.load_fresh(&ticket).await {
+            Ok(Some(fresh)) => {
+                if !state.dirty {
+                    state.set_live(fresh);
+                }
+                Ok(true)
+            }
+            Ok(None) => {
+                state.gone();
+                Ok(false)
+            }
+            Err(e) if e.is_invalid_ticket() => {
+                tracing::debug!(error = %e, "the session is gone (fresh check)");
+                state.gone();
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the request has a session (a live one, or data inserted
@@ -223,21 +275,20 @@ impl<T: SessionData> SessionHandle<T> {
 
     /// Changes the session data through `f` (saved after the handler);
     /// `None` without a session.
+    ///
+    /// `f` is a plain closure: it cannot await, so it cannot call other
+    /// methods of this handle while the session is borrowed.
     pub async fn modify<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<Option<R>> {
-        match self.data_mut().await? {
-            Some(mut data) => Ok(Some(f(&mut data))),
-            None => Ok(None),
-        }
-    }
-
-    /// A guard over the session data that marks the session changed when
-    /// written through; `None` without a session.
-    pub async fn data_mut(&self) -> Result<Option<DataMut<'_, T>>> {
-        let guard = self.state().await?;
-        if matches!(guard.current, Current::Empty) {
-            return Ok(None);
-        }
-        Ok(Some(DataMut { guard }))
+        let mut state = self.state().await?;
+        let state = &mut *state;
+        Ok(match &mut state.current {
+            Current::Live(s) => {
+                state.dirty = true;
+                Some(f(s.data_mut()))
+            }
+            Current::Pending { data, .. } => Some(f(data)),
+            Current::Empty => None,
+        })
     }
 
     /// Replaces the session data. Without a session, starts an anonymous
@@ -315,7 +366,12 @@ impl<T: SessionData> SessionHandle<T> {
     pub async fn create(&self, subject: Option<&str>, data: T) -> Result<()> {
         let mut state = self.state().await?;
         if let Current::Live(old) = &state.current {
-            self.shared.manager.destroy(old.ticket().as_str()).await?;
+            match self.shared.manager.destroy(old.ticket().as_str()).await {
+                // Expired or revoked meanwhile: ended already.
+                Ok(_) => {}
+                Err(e) if e.is_invalid_ticket() => {}
+                Err(e) => return Err(e),
+            }
             state.current = Current::Empty;
             state.cleared = true;
         }
@@ -330,16 +386,37 @@ impl<T: SessionData> SessionHandle<T> {
     /// above all at login (session fixation defence). Pending changes are
     /// written with the new ID. Returns `false` without a stored session
     /// (an inserted, not yet stored session gets a fresh ID anyway).
+    ///
+    /// A rotation is atomic against concurrent requests of the same
+    /// session (see
+    /// [`SessionManager::rotate`](sessionkit_core::SessionManager::rotate)):
+    /// when another request destroyed it, logged its subject out
+    /// everywhere, rotated it or (stateful) saved it after this request
+    /// loaded it, `rotate` fails with that error ([`Error::NotFound`],
+    /// [`Error::Revoked`], [`Error::InvalidToken`] with
+    /// [`TokenRejection::IssuedBeforeLogout`], or [`Error::Conflict`]),
+    /// which [`SessionError`] answers with 409 Conflict (or the layer's
+    /// [`conflict_status`](crate::SessionLayer::conflict_status)). Nothing
+    /// is live under a new ticket and none is sent to the client; a session
+    /// that was ended is empty for the rest of the request. Never a silent
+    /// success.
     pub async fn rotate(&self) -> Result<bool> {
         let mut state = self.state().await?;
         let state = &mut *state;
         match &mut state.current {
-            Current::Live(s) => {
-                self.shared.manager.rotate(s).await?;
-                state.dirty = false;
-                state.send_ticket = true;
-                Ok(true)
-            }
+            Current::Live(s) => match self.shared.manager.rotate(s).await {
+                Ok(()) => {
+                    state.dirty = false;
+                    state.send_ticket = true;
+                    Ok(true)
+                }
+                Err(e) => {
+                    if is_ended(&e) {
+                        state.gone();
+                    }
+                    Err(e)
+                }
+            },
             _ => Ok(false),
         }
     }
@@ -347,6 +424,11 @@ impl<T: SessionData> SessionHandle<T> {
     /// Login: makes `subject` the session's principal and rotates its ID,
     /// keeping the data (an anonymous cart survives login). Without a
     /// session, creates one for `subject` holding `data()`.
+    ///
+    /// The rotation fails, and the login with it, when a concurrent request
+    /// ended, rotated or saved the session after this request loaded it
+    /// (see [`rotate`](Self::rotate)): answered with 409 Conflict, no new
+    /// ticket is live or sent, and the principal is not set.
     pub async fn login(&self, subject: &str, data: impl FnOnce() -> T) -> Result<()> {
         sessionkit_core::validate_subject(subject)?;
         let mut state = self.state().await?;
@@ -358,6 +440,9 @@ impl<T: SessionData> SessionHandle<T> {
                 if let Err(e) = self.shared.manager.rotate(s).await {
                     // Never keep a new principal on the old ID.
                     s.set_subject(before.as_deref())?;
+                    if is_ended(&e) {
+                        state.gone();
+                    }
                     return Err(e);
                 }
                 state.dirty = false;
@@ -383,16 +468,24 @@ impl<T: SessionData> SessionHandle<T> {
     /// Logout: ends the session now (stateful: deletes the record;
     /// stateless: revokes the token) and tells the client to drop its
     /// ticket. Returns whether there was a session to end.
+    ///
+    /// With a `CachedStore` on several instances, the others may still
+    /// serve the session from their caches until the invalidation reaches
+    /// them (normally milliseconds; at most `max_staleness` when a message
+    /// is lost). Their security decisions should use
+    /// [`verify_fresh`](Self::verify_fresh).
     pub async fn destroy(&self) -> Result<bool> {
         let mut state = self.state().await?;
         let ended = match std::mem::replace(&mut state.current, Current::Empty) {
-            Current::Live(s) => {
-                if let Err(e) = self.shared.manager.destroy(s.ticket().as_str()).await {
+            Current::Live(s) => match self.shared.manager.destroy(s.ticket().as_str()).await {
+                Ok(_) => true,
+                // Expired or revoked meanwhile: ended already.
+                Err(e) if e.is_invalid_ticket() => false,
+                Err(e) => {
                     state.current = Current::Live(s);
                     return Err(e);
                 }
-                true
-            }
+            },
             Current::Pending { .. } => false,
             Current::Empty => false,
         };
@@ -402,13 +495,17 @@ impl<T: SessionData> SessionHandle<T> {
     }
 
     /// Atomic read-modify-write through
-    /// [`SessionManager::update`](sessionkit_core::SessionManager::update):
-    /// for changes that must not be lost to a concurrent request (a
-    /// counter, a balance). `f` may run more than once. Unsaved changes of
-    /// this request are saved first. Returns `None` without a session.
+    /// [`SessionManager::update`](sessionkit_core::SessionManager::update)
+    /// (stateful): for changes that must not be lost to a concurrent
+    /// request (a counter, a balance). `f` may run more than once. Unsaved
+    /// changes of this request are saved first. Returns `None` without a
+    /// session.
     ///
-    /// Stateless sessions have no server copy to compare with: the token is
-    /// re-issued, and the last response a client keeps wins.
+    /// Stateless sessions have no server copy to compare with, so there is
+    /// no compare-and-swap: `f` runs once on this request's token, a new
+    /// token is issued, and concurrent requests with one token each succeed
+    /// on their own copy and get their own token back; the client keeps
+    /// whichever response it stores last (last writer wins per token).
     pub async fn update<R, F>(&self, mut f: F) -> Result<Option<R>>
     where
         F: FnMut(&mut T) -> R + Send,
@@ -445,6 +542,20 @@ impl<T: SessionData> SessionHandle<T> {
             }
         }
     }
+}
+
+/// Whether `error`, from a rotation of the request's session, means that the
+/// session's ticket is dead: ended, rotated or expired by a concurrent
+/// request (as opposed to saved meanwhile, [`Error::Conflict`], or a
+/// backend failure, after which the session is unchanged).
+fn is_ended(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::NotFound
+            | Error::Revoked
+            | Error::Expired
+            | Error::InvalidToken(TokenRejection::IssuedBeforeLogout)
+    )
 }
 
 impl<S, T> FromRequestParts<S> for SessionHandle<T>

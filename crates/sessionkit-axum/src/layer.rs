@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
-use sessionkit_core::{Error, SessionData, SessionManager};
+use sessionkit_core::{SessionData, SessionManager};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::{BearerConfig, CookieConfig, Transport};
-use crate::error::{body_for, status_for};
+use crate::error::{ConflictResponse, body_for, lost_to_concurrent, status_for};
 use crate::handle::{Current, SessionHandle};
 
 #[derive(Debug, Clone)]
@@ -30,11 +30,12 @@ struct LayerConfig {
 /// 2. the first [`SessionHandle`] call that needs the session loads it; an
 ///    unknown, malformed, expired or revoked ticket is an empty session;
 /// 3. after the handler, if the session data changed and the response is not
-///    a server error (5xx), the session is saved (compare-and-swap); a save
-///    that lost to a concurrent request turns the response into 409 Conflict
-///    (see [`conflict_status`](Self::conflict_status)), a failing backend
-///    into 503 (retryable) or 500; data inserted into an empty session is
-///    stored as a new session;
+///    a server error (5xx), the session is saved (stateful: compare-and-swap;
+///    stateless: a new token is signed); a stateful save that lost to a
+///    concurrent request turns the response into 409 Conflict (see
+///    [`conflict_status`](Self::conflict_status)), a failing backend into
+///    503 (transient) or 500; data inserted into an empty session is stored
+///    as a new session;
 /// 4. when the ticket changed (new session, rotation, re-issued stateless
 ///    token) it is sent to the client (cookie, or the bearer response
 ///    header); after a `destroy()` the cookie is removed.
@@ -121,7 +122,10 @@ impl<T: SessionData> SessionLayer<T> {
     /// The status of a response whose automatic save lost to a concurrent
     /// change of the same session, or found the session gone (default 409
     /// Conflict). The handler's response is replaced (empty body), so the
-    /// client knows its change was not kept.
+    /// client knows its change was not kept. The same status answers a
+    /// [`SessionError`](crate::SessionError) returned by the handler for a
+    /// login or rotation that lost to a concurrent logout, rotation or save
+    /// (see [`SessionHandle::rotate`]).
     pub fn conflict_status(mut self, status: StatusCode) -> Self {
         Arc::make_mut(&mut self.config).conflict_status = status;
         self
@@ -208,6 +212,17 @@ async fn finish<T: SessionData, B: Default>(
     config: &LayerConfig,
     mut response: Response<B>,
 ) -> Response<B> {
+    // A handler's SessionError that lost to a concurrent request (a failed
+    // login / rotate, a save that found the session gone) was answered
+    // with 409: apply the configured status.
+    if response
+        .extensions_mut()
+        .remove::<ConflictResponse>()
+        .is_some()
+        && response.status() == StatusCode::CONFLICT
+    {
+        *response.status_mut() = config.conflict_status;
+    }
     let shared = handle.shared();
     let mut guard = shared.state.lock().await;
     let state = &mut *guard;
@@ -219,7 +234,7 @@ async fn finish<T: SessionData, B: Default>(
                     state.dirty = false;
                     state.send_ticket |= session.ticket_changed();
                 }
-                Err(e @ (Error::Conflict | Error::NotFound)) => {
+                Err(e) if lost_to_concurrent(&e) => {
                     tracing::info!(
                         session = %session.id().redacted(),
                         error = %e,

@@ -19,7 +19,7 @@ use sessionkit_core::{
     Error, Record, RevocationList, SessionId, SessionManager, SessionStore, Timestamp, async_trait,
 };
 use sessionkit_jwt::{Algorithm, JwtCodec, Key, KeyRing};
-use sessionkit_memory::MemoryStore;
+use sessionkit_memory::{CachedStore, MemoryStore};
 use tokio::sync::Barrier;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -108,11 +108,10 @@ async fn incr(s: Handle) -> Res<String> {
 }
 
 async fn set(s: Handle, Query(q): Query<NQuery>) -> Res<&'static str> {
-    match s.data_mut().await? {
-        Some(mut d) => d.n = q.n,
-        None => return Ok("no session"),
+    match s.modify(|d| d.n = q.n).await? {
+        Some(()) => Ok("set"),
+        None => Ok("no session"),
     }
-    Ok("set")
 }
 
 async fn fail(s: Handle) -> Res<impl IntoResponse> {
@@ -131,6 +130,42 @@ async fn racy(State(st): State<AppState>, s: Handle) -> Res<&'static str> {
     Ok("changed")
 }
 
+/// A security check: is the session live in the store right now?
+async fn fresh(s: Handle) -> Res<Json<serde_json::Value>> {
+    let live = s.verify_fresh().await?;
+    Ok(Json(serde_json::json!({
+        "live": live,
+        "exists": s.exists().await?,
+        "subject": s.subject().await?,
+    })))
+}
+
+/// A plain (possibly cached) read first, then the fresh check in the same
+/// request.
+async fn stale_then_fresh(s: Handle) -> Res<Json<serde_json::Value>> {
+    let before = s.exists().await?;
+    let live = s.verify_fresh().await?;
+    Ok(Json(serde_json::json!({
+        "before": before,
+        "live": live,
+        "after": s.exists().await?,
+    })))
+}
+
+/// Reads (maybe from a stale cache), checks freshly, then changes the
+/// session: the change must apply to the fresh copy, not conflict.
+async fn fresh_incr(s: Handle) -> Res<String> {
+    let _ = s.get().await?;
+    if !s.verify_fresh().await? {
+        return Ok("gone".into());
+    }
+    let n = s.modify(|d| {
+        d.n += 1;
+        d.n
+    });
+    Ok(format!("{:?}", n.await?))
+}
+
 fn app(manager: SessionManager<Data>, transport: Transport) -> Router {
     Router::new()
         .route("/whoami", get(whoami))
@@ -143,6 +178,9 @@ fn app(manager: SessionManager<Data>, transport: Transport) -> Router {
         .route("/set", post(set))
         .route("/fail", post(fail))
         .route("/racy", post(racy))
+        .route("/fresh", get(fresh))
+        .route("/stale_then_fresh", get(stale_then_fresh))
+        .route("/fresh_incr", post(fresh_incr))
         .with_state(AppState {
             barrier: Arc::new(Barrier::new(2)),
         })
@@ -253,6 +291,9 @@ impl SessionStore for Counting {
     async fn delete(&self, id: &SessionId) -> sessionkit_core::Result<bool> {
         self.inner.delete(id).await
     }
+    async fn compare_and_delete(&self, id: &SessionId, v: u64) -> sessionkit_core::Result<()> {
+        self.inner.compare_and_delete(id, v).await
+    }
     async fn list_subject(&self, s: &str) -> sessionkit_core::Result<Vec<Record>> {
         self.inner.list_subject(s).await
     }
@@ -286,6 +327,9 @@ impl SessionStore for Down {
         Err(down())
     }
     async fn delete(&self, _: &SessionId) -> sessionkit_core::Result<bool> {
+        Err(down())
+    }
+    async fn compare_and_delete(&self, _: &SessionId, _: u64) -> sessionkit_core::Result<()> {
         Err(down())
     }
     async fn list_subject(&self, _: &str) -> sessionkit_core::Result<Vec<Record>> {
@@ -602,6 +646,9 @@ async fn the_conflict_status_is_configurable() {
     let manager = stateful(MemoryStore::new());
     let router = Router::new()
         .route("/racy", post(racy))
+        .route("/fresh", get(fresh))
+        .route("/stale_then_fresh", get(stale_then_fresh))
+        .route("/fresh_incr", post(fresh_incr))
         .with_state(AppState {
             barrier: Arc::new(Barrier::new(2)),
         })
@@ -905,4 +952,425 @@ async fn an_expired_stateless_session_is_empty() {
     assert!(whoami_with(&base, Some(&cookie)).await.exists);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(whoami_with(&base, Some(&cookie)).await, empty());
+}
+
+// ------------------------------------- rotation vs concurrent requests
+
+/// Orders request A's handler against request B: A loads the session and
+/// waits on `loaded`; the test runs B to completion; then `proceed` lets A
+/// go on. Barriers, not sleeps: the worst order, every time.
+#[derive(Clone)]
+struct Hold {
+    loaded: Arc<Barrier>,
+    proceed: Arc<Barrier>,
+}
+
+impl Hold {
+    fn new() -> Self {
+        Hold {
+            loaded: Arc::new(Barrier::new(2)),
+            proceed: Arc::new(Barrier::new(2)),
+        }
+    }
+}
+
+/// A: loads the session, waits for B, then logs in (a rotation).
+async fn held_login(
+    State(h): State<Hold>,
+    s: Handle,
+    Query(q): Query<UserQuery>,
+) -> Res<&'static str> {
+    let _ = s.get().await?;
+    h.loaded.wait().await;
+    h.proceed.wait().await;
+    s.login(&q.user, Data::default).await?;
+    s.modify(|d| d.user = Some(q.user.clone())).await?;
+    Ok("logged in")
+}
+
+/// A: loads the session, waits for B, then rotates it.
+async fn held_rotate(State(h): State<Hold>, s: Handle) -> Res<&'static str> {
+    let _ = s.get().await?;
+    h.loaded.wait().await;
+    h.proceed.wait().await;
+    s.rotate().await?;
+    Ok("rotated")
+}
+
+/// B: logs the session's subject out everywhere (and nothing else).
+async fn logout_everywhere(s: Handle) -> Res<&'static str> {
+    match s.subject().await? {
+        Some(subject) => {
+            s.manager().destroy_subject(&subject).await?;
+            Ok("logged out everywhere")
+        }
+        None => Ok("no subject"),
+    }
+}
+
+/// B: rotates the session.
+async fn rotate_now(s: Handle) -> Res<String> {
+    Ok(format!("rotated: {}", s.rotate().await?))
+}
+
+fn race_app(
+    manager: SessionManager<Data>,
+    transport: Transport,
+    conflict: StatusCode,
+    hold: Hold,
+) -> Router {
+    Router::new()
+        .route("/held_login", post(held_login))
+        .route("/held_rotate", post(held_rotate))
+        .route("/logout", post(logout))
+        .route("/logout_everywhere", post(logout_everywhere))
+        .route("/rotate", post(rotate_now))
+        .route("/set", post(set))
+        .with_state(hold)
+        .layer(
+            SessionLayer::new(manager)
+                .transport(transport)
+                .conflict_status(conflict),
+        )
+}
+
+/// What request B does while A holds the loaded session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rival {
+    Logout,
+    LogoutEverywhere,
+    Rotate,
+    /// Stateful only: a plain save (the session stays live, under its ID).
+    Save,
+}
+
+impl Rival {
+    fn path(self) -> &'static str {
+        match self {
+            Rival::Logout => "/logout",
+            Rival::LogoutEverywhere => "/logout_everywhere",
+            Rival::Rotate => "/rotate",
+            Rival::Save => "/set?n=5",
+        }
+    }
+}
+
+async fn send_with(base: &str, path: &str, ticket: &str, bearer: bool) -> reqwest::Response {
+    let req = client().post(format!("{base}{path}"));
+    let req = if bearer {
+        req.bearer_auth(ticket)
+    } else {
+        req.header(reqwest::header::COOKIE, format!("id={ticket}"))
+    };
+    req.send().await.unwrap()
+}
+
+/// The new ticket a response hands out, if any.
+fn ticket_of(r: &reqwest::Response, bearer: bool) -> Option<String> {
+    if bearer {
+        r.headers()
+            .get("x-session-token")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .filter(|t| !t.is_empty())
+    } else {
+        cookie_value(r, "id").filter(|t| !t.is_empty())
+    }
+}
+
+async fn wait(barrier: &Barrier, what: &str) {
+    tokio::time::timeout(Duration::from_secs(10), barrier.wait())
+        .await
+        .unwrap_or_else(|_| panic!("request A never reached: {what}"));
+}
+
+/// Runs A (`a_path`, a rotation) and B (`rival`) on one session of a new
+/// subject in the worst order, then checks that A lost loudly and left
+/// nothing live.
+async fn rotation_loses(
+    manager: &SessionManager<Data>,
+    bearer: bool,
+    conflict: StatusCode,
+    a_path: &'static str,
+    rival: Rival,
+) {
+    static CASE: AtomicU64 = AtomicU64::new(0);
+    let user = format!("user-{}", CASE.fetch_add(1, Ordering::Relaxed));
+    let case = format!(
+        "stateless={} bearer={bearer} A={a_path} B={rival:?} subject={user}",
+        manager.is_stateless()
+    );
+    let a_path = format!("{a_path}?user={user}");
+    let hold = Hold::new();
+    let transport = if bearer {
+        Transport::Bearer(BearerConfig::new())
+    } else {
+        Transport::default()
+    };
+    let base = serve(race_app(manager.clone(), transport, conflict, hold.clone())).await;
+    let start = Data {
+        user: Some(user.clone()),
+        n: 1,
+    };
+    let old = manager
+        .create(Some(&user), start)
+        .await
+        .unwrap()
+        .ticket()
+        .as_str()
+        .to_owned();
+
+    let a = tokio::spawn({
+        let (base, old) = (base.clone(), old.clone());
+        async move { send_with(&base, &a_path, &old, bearer).await }
+    });
+    wait(&hold.loaded, "loaded").await;
+    let b = send_with(&base, rival.path(), &old, bearer).await;
+    assert_eq!(b.status(), StatusCode::OK, "{case}: B succeeds");
+    let b_ticket = ticket_of(&b, bearer);
+    wait(&hold.proceed, "proceed").await;
+    let a = a.await.unwrap();
+
+    assert_eq!(
+        a.status(),
+        conflict,
+        "{case}: A's rotation must fail loudly"
+    );
+    assert!(
+        set_cookies(&a).is_empty(),
+        "{case}: no Set-Cookie for a lost rotation: {:?}",
+        set_cookies(&a)
+    );
+    assert!(
+        a.headers().get("x-session-token").is_none(),
+        "{case}: no ticket for a lost rotation"
+    );
+
+    let old_loads = match manager.load(&old).await {
+        Ok(s) => s.is_some(),
+        Err(e) if e.is_invalid_ticket() => false,
+        Err(e) => panic!("{case}: {e}"),
+    };
+    assert_eq!(old_loads, rival == Rival::Save, "{case}: the old ticket");
+    if manager.is_stateless() {
+        // Tokens cannot be listed: the only tickets are the old one (dead,
+        // above), none from A, and B's new one when B rotated.
+        if rival == Rival::Rotate {
+            let b_ticket = b_ticket.expect("B's rotation hands out a ticket");
+            let b_session = manager.load(&b_ticket).await.unwrap().unwrap();
+            assert_eq!(b_session.subject(), Some(user.as_str()), "{case}");
+        }
+        return;
+    }
+    let live: Vec<SessionId> = manager
+        .list_subject(&user)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id())
+        .collect();
+    // Compared by the ID the manager reports for a ticket (the store key
+    // need not be the ticket itself).
+    let id_of =
+        |ticket: String| async move { manager.load(&ticket).await.unwrap().expect("live").id() };
+    let expected: Vec<SessionId> = match rival {
+        Rival::Logout | Rival::LogoutEverywhere => vec![],
+        Rival::Rotate => vec![id_of(b_ticket.expect("B's rotation hands out a ticket")).await],
+        Rival::Save => vec![id_of(old.clone()).await],
+    };
+    assert_eq!(live, expected, "{case}: the live sessions of the subject");
+    if rival == Rival::Save {
+        let kept = manager.load(&old).await.unwrap().unwrap();
+        assert_eq!(kept.data().n, 5, "{case}: B's save is kept");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_rotation_after_a_concurrent_end_is_a_conflict_and_leaves_nothing_live() {
+    let manager = stateful(MemoryStore::new());
+    for a in ["/held_login", "/held_rotate"] {
+        for rival in [
+            Rival::Logout,
+            Rival::LogoutEverywhere,
+            Rival::Rotate,
+            Rival::Save,
+        ] {
+            rotation_loses(&manager, false, StatusCode::CONFLICT, a, rival).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_rotation_after_a_concurrent_end_is_a_conflict_and_issues_nothing() {
+    let manager = stateless();
+    for a in ["/held_login", "/held_rotate"] {
+        for rival in [Rival::Logout, Rival::LogoutEverywhere, Rival::Rotate] {
+            rotation_loses(&manager, false, StatusCode::CONFLICT, a, rival).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_rotation_uses_the_configured_status_and_sends_no_bearer_token() {
+    let teapot = StatusCode::PRECONDITION_FAILED;
+    let m = stateful(MemoryStore::new());
+    rotation_loses(&m, true, teapot, "/held_login", Rival::Rotate).await;
+    rotation_loses(&m, true, teapot, "/held_rotate", Rival::Logout).await;
+    let m = stateless();
+    rotation_loses(&m, true, teapot, "/held_login", Rival::Rotate).await;
+    rotation_loses(&m, true, teapot, "/held_rotate", Rival::LogoutEverywhere).await;
+}
+
+// ------------------------------------------------ stateless promises
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stateless_concurrent_updates_with_one_token_are_last_writer_wins() {
+    // What the crate documentation promises for stateless mode, pinned:
+    // every request succeeds on its own copy and gets a token back; no
+    // update sees another's (there is nothing to compare against), so the
+    // counter the client ends up with is 2 whichever token it keeps.
+    let manager = stateless();
+    let base = serve(app(manager.clone(), Transport::Bearer(BearerConfig::new()))).await;
+    let token = manager
+        .create(Some("kim"), Data { user: None, n: 1 })
+        .await
+        .unwrap()
+        .ticket()
+        .as_str()
+        .to_owned();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (base, token) = (base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = send_with(&base, "/incr", &token, true).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let next = ticket_of(&r, true).expect("a changed token is re-issued");
+            (r.text().await.unwrap(), next)
+        }));
+    }
+    for t in tasks {
+        let (n, next) = t.await.unwrap();
+        assert_eq!(n, "2", "each request incremented the token's own copy");
+        let kept = manager.load(&next).await.unwrap().unwrap();
+        assert_eq!(
+            kept.data().n,
+            2,
+            "whichever token the client keeps: 2, not 21"
+        );
+    }
+}
+
+// ------------------------------------------------------- fresh checks
+
+#[tokio::test]
+async fn a_fresh_check_sees_a_logout_that_another_instances_cache_still_hides() {
+    // Two instances, each with its own cache over one shared backend, and no
+    // invalidation channel: the worst case of a lost invalidation, bounded
+    // only by max_staleness.
+    let backend = MemoryStore::new();
+    let cached = || {
+        CachedStore::builder(backend.clone())
+            .max_staleness(Duration::from_secs(300))
+            .build()
+            .unwrap()
+    };
+    let one = stateful(cached());
+    let two = stateful(cached());
+    let base1 = serve(app(one.clone(), Transport::default())).await;
+    let base2 = serve(app(two.clone(), Transport::default())).await;
+
+    let s = one.create(Some("ivy"), Data::default()).await.unwrap();
+    let cookie = format!("id={}", s.ticket().as_str());
+    assert!(whoami_with(&base1, Some(&cookie)).await.exists);
+
+    // A live session passes the fresh check and keeps working.
+    let r = client()
+        .get(format!("{base1}/fresh"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["live"], true, "{v}");
+    assert_eq!(v["subject"], "ivy", "{v}");
+
+    // Instance 2 saves: instance 1's cache still holds n = 0. A request
+    // that read the stale copy, then checked freshly, works on the fresh
+    // copy: its change applies on top of instance 2's, no conflict.
+    let r = client()
+        .post(format!("{base2}/set?n=7"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        whoami_with(&base1, Some(&cookie)).await.n,
+        Some(0),
+        "precondition: instance 1 serves its cached copy"
+    );
+    let r = client()
+        .post(format!("{base1}/fresh_incr"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "Some(8)");
+
+    // Instance 2 logs the session out.
+    let r = client()
+        .post(format!("{base2}/logout"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "destroyed: true");
+    assert!(backend.load(&s.id()).await.unwrap().is_none());
+
+    // Instance 1's plain load may still see it: the staleness the fresh
+    // check exists for. (If this stops holding, the precondition is gone,
+    // not the guarantee.)
+    let stale = whoami_with(&base1, Some(&cookie)).await;
+    assert!(
+        stale.exists,
+        "precondition: instance 1 serves its cached copy"
+    );
+
+    // The fresh check after a plain read served the cached copy in the
+    // same request...
+    let r = client()
+        .get(format!("{base1}/stale_then_fresh"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"before": true, "live": false, "after": false})
+    );
+
+    // ...and as the first access of a request.
+    let r = client()
+        .get(format!("{base1}/fresh"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(set_cookies(&r).is_empty());
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["live"], false, "{v}");
+    assert_eq!(v["exists"], false, "{v}");
+
+    // Without a ticket there is nothing to verify.
+    let v: serde_json::Value = client()
+        .get(format!("{base1}/fresh"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["live"], false, "{v}");
 }
