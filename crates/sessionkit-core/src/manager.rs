@@ -56,6 +56,9 @@ pub struct Session<T> {
     created_at: Timestamp,
     expires_at: Timestamp,
     ticket_changed: bool,
+    /// The subject the current ticket was issued for (differs from
+    /// `subject` after `set_subject`, until the next save or rotation).
+    issued_subject: Option<String>,
 }
 
 impl<T> Session<T> {
@@ -608,6 +611,7 @@ impl<T: SessionData> SessionManager<T> {
             created_at: now,
             expires_at,
             ticket_changed: true,
+            issued_subject: subject.map(str::to_owned),
         };
         match &self.inner.mode {
             Mode::Stateful(store) => {
@@ -703,7 +707,11 @@ impl<T: SessionData> SessionManager<T> {
             }
             Mode::Stateless { codec, revocations } => {
                 let claims = codec.decode(ticket)?;
-                revocations.check(&claims).await?;
+                if fresh {
+                    revocations.check_fresh(&claims).await?;
+                } else {
+                    revocations.check(&claims).await?;
+                }
                 if now >= claims.session_started_at + self.inner.config.absolute_timeout {
                     return Err(Error::Expired);
                 }
@@ -714,6 +722,7 @@ impl<T: SessionData> SessionManager<T> {
                 let mut session = Session {
                     ticket: Ticket(ticket.to_owned()),
                     id: claims.jti,
+                    issued_subject: claims.subject.clone(),
                     subject: claims.subject,
                     data,
                     version: 1,
@@ -816,7 +825,11 @@ impl<T: SessionData> SessionManager<T> {
     /// defence against session fixation: call it whenever privileges change,
     /// above all at login. The current data and subject are written with the
     /// new ID first; only then does the old ID die, so a failure never loses
-    /// the session. The creation time (and so the absolute timeout) is kept.
+    /// the session. The creation time (and so the absolute timeout) is kept,
+    /// except for a stateless session whose subject changed since its token
+    /// was issued (a login): its tokens start a new session then, so that a
+    /// log-out-everywhere of that subject from before the login does not
+    /// end it.
     ///
     /// A rotation is atomic against every concurrent end of the session:
     /// the old ID dies only if it is still the version this copy was loaded
@@ -911,38 +924,48 @@ impl<T: SessionData> SessionManager<T> {
                 session.version = 1;
                 session.expires_at = expires_at;
                 session.ticket_changed = true;
+                session.issued_subject.clone_from(&session.subject);
                 Ok(())
             }
             Mode::Stateless { codec, revocations } => {
                 // Refuse to rotate a token that was revoked or logged out
                 // everywhere meanwhile.
+                // everywhere meanwhile (asking past any cache: this is the
+                // security decision). The old token is checked under the
+                // subject it was issued for.
                 revocations
-                    .check_session(&session.id, session.subject.as_deref(), session.created_at)
+                    .check_from(
+                        &session.id,
+                        session.issued_subject.as_deref(),
+                        session.created_at,
+                        true,
+                    )
                     .await?;
                 let old = session.id;
                 let old_deadline = self.token_lifetime_end(session, codec.as_ref());
-                // Sign the new token on a copy: the session changes only once
-                // the old token is revoked.
-                let next = Session {
-                    ticket: Ticket(String::new()),
-                    id: SessionId::try_generate()?,
-                    subject: session.subject.clone(),
-                    data: (),
-                    version: 1,
-                    created_at: session.created_at,
-                    expires_at: session.expires_at,
-                    ticket_changed: true,
-                };
-                let (ticket, expires_at) = self.sign(codec, &next, &session.data, now)?;
+                // Sign the new token first, changing nothing: the session
+                // changes only once the old token is revoked.
+                let next_id = SessionId::try_generate()?;
+                let started_at = self.token_start(session, now);
+                let (ticket, expires_at) = self.sign(
+                    codec,
+                    &next_id,
+                    session.subject.as_deref(),
+                    started_at,
+                    &session.data,
+                    now,
+                )?;
                 // Exactly one of concurrent rotations revokes the old token
                 // first; the others find it revoked.
                 if !revocations.revoke_once(&old, old_deadline).await? {
                     return Err(Error::Revoked);
                 }
-                session.id = next.id;
+                session.id = next_id;
                 session.ticket = ticket;
+                session.created_at = started_at;
                 session.expires_at = expires_at;
                 session.ticket_changed = true;
+                session.issued_subject.clone_from(&session.subject);
                 Ok(())
             }
         }
@@ -1452,6 +1475,7 @@ impl<T: SessionData> SessionManager<T> {
         let mut session = Session {
             ticket: Ticket(ticket.unwrap_or_default().to_owned()),
             id: record.id,
+            issued_subject: record.subject.clone(),
             subject: record.subject,
             data,
             version: record.version,
@@ -1489,20 +1513,45 @@ impl<T: SessionData> SessionManager<T> {
         session: &mut Session<T>,
         now: Timestamp,
     ) -> Result<()> {
-        let (ticket, expires_at) = self.sign(codec, session, &session.data, now)?;
+        let started_at = self.token_start(session, now);
+        let (ticket, expires_at) = self.sign(
+            codec,
+            &session.id,
+            session.subject.as_deref(),
+            started_at,
+            &session.data,
+            now,
+        )?;
         session.ticket = ticket;
+        session.created_at = started_at;
         session.expires_at = expires_at;
         session.ticket_changed = true;
+        session.issued_subject.clone_from(&session.subject);
         Ok(())
     }
 
-    /// Signs a token carrying `data` for the session `meta` describes (its
-    /// ID, subject and start) as of `now`; changes nothing. Returns the
-    /// token and its expiry.
-    fn sign<U>(
+    /// The session start a token signed now carries: kept across re-issues
+    /// and rotations, but restarted when the subject changed (a login): the
+    /// new subject's earlier log-out-everywhere must not end a session
+    /// that authenticated after it, and an authentication starts the
+    /// absolute timeout anew.
+    fn token_start<U>(&self, session: &Session<U>, now: Timestamp) -> Timestamp {
+        if session.subject == session.issued_subject {
+            session.created_at
+        } else {
+            now
+        }
+    }
+
+    /// Signs a token carrying `data` for the session `id` of `subject`
+    /// that started at `started_at`, as of `now`; changes nothing. Returns
+    /// the token and its expiry.
+    fn sign(
         &self,
         codec: &Arc<dyn TokenCodec>,
-        meta: &Session<U>,
+        id: &SessionId,
+        subject: Option<&str>,
+        started_at: Timestamp,
         data: &T,
         now: Timestamp,
     ) -> Result<(Ticket, Timestamp)> {
@@ -1515,14 +1564,14 @@ impl<T: SessionData> SessionManager<T> {
                 limit: c.max_payload,
             });
         }
-        let expires_at = self.token_deadline(now, meta.created_at);
+        let expires_at = self.token_deadline(now, started_at);
         let claims = TokenClaims {
-            jti: meta.id,
-            subject: meta.subject.clone(),
+            jti: *id,
+            subject: subject.map(str::to_owned),
             issued_at: now,
             expires_at,
             not_before: None,
-            session_started_at: meta.created_at,
+            session_started_at: started_at,
             schema: c.schema,
             data,
         };

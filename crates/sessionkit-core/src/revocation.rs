@@ -153,11 +153,18 @@ impl RevocationList {
 
     /// Whether `jti` is currently revoked.
     pub async fn is_revoked(&self, jti: &SessionId) -> Result<bool> {
-        Ok(
-            observe(self.store.backend_name(), "load", self.store.load(jti))
-                .await?
-                .is_some(),
-        )
+        Ok(self.read(jti, false).await?.is_some())
+    }
+
+    /// A marker, from the store's source of truth when `fresh` (past any
+    /// cache in front of it).
+    async fn read(&self, key: &SessionId, fresh: bool) -> Result<Option<Record>> {
+        let backend = self.store.backend_name();
+        if fresh {
+            observe(backend, "load_fresh", self.store.load_fresh(key)).await
+        } else {
+            observe(backend, "load", self.store.load(key)).await
+        }
     }
 
     /// Rejects every token of every session of `subject` that started at or
@@ -212,8 +219,12 @@ impl RevocationList {
 
     /// The subject's not-before instant, if one is set.
     pub async fn not_before(&self, subject: &str) -> Result<Option<Timestamp>> {
+        self.not_before_from(subject, false).await
+    }
+
+    async fn not_before_from(&self, subject: &str, fresh: bool) -> Result<Option<Timestamp>> {
         validate_subject(subject)?;
-        match self.store.load(&subject_key(subject)).await? {
+        match self.read(&subject_key(subject), fresh).await? {
             Some(record) => Ok(Some(decode_instant(&record.payload)?)),
             None => Ok(None),
         }
@@ -224,10 +235,24 @@ impl RevocationList {
     /// when the token's session started at or before its subject's
     /// not-before instant. The two lookups run concurrently.
     pub async fn check(&self, claims: &TokenClaims) -> Result<()> {
-        self.check_session(
+        self.check_from(
             &claims.jti,
             claims.subject.as_deref(),
             claims.session_started_at,
+            false,
+        )
+        .await
+    }
+
+    /// [`RevocationList::check`] answered by the store's source of truth,
+    /// past any cache in front of it: for security decisions that must see
+    /// a logout made on another instance a moment ago.
+    pub async fn check_fresh(&self, claims: &TokenClaims) -> Result<()> {
+        self.check_from(
+            &claims.jti,
+            claims.subject.as_deref(),
+            claims.session_started_at,
+            true,
         )
         .await
     }
@@ -240,13 +265,24 @@ impl RevocationList {
         subject: Option<&str>,
         started_at: Timestamp,
     ) -> Result<()> {
+        self.check_from(jti, subject, started_at, false).await
+    }
+
+    pub(crate) async fn check_from(
+        &self,
+        jti: &SessionId,
+        subject: Option<&str>,
+        started_at: Timestamp,
+        fresh: bool,
+    ) -> Result<()> {
         let not_before = async {
             match subject {
-                Some(subject) => self.not_before(subject).await,
+                Some(subject) => self.not_before_from(subject, fresh).await,
                 None => Ok(None),
             }
         };
-        let (revoked, not_before) = tokio::join!(self.is_revoked(jti), not_before);
+        let revoked = async { Ok::<_, Error>(self.read(jti, fresh).await?.is_some()) };
+        let (revoked, not_before) = tokio::join!(revoked, not_before);
         if revoked? {
             return Err(Error::Revoked);
         }

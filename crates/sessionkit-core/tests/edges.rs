@@ -591,3 +591,101 @@ async fn a_record_the_store_cannot_read_is_no_session_and_counted() {
     assert!(m.load_fresh(id.as_str()).await.unwrap().is_none());
     assert_eq!(m.stats().undecodable, 2);
 }
+
+/// A login (subject change, then rotation) of an anonymous stateless
+/// session that started before the new subject's last log-out-everywhere:
+/// the authentication starts a new session lineage, so it is not killed by
+/// a logout that came before it.
+#[tokio::test]
+async fn a_stateless_login_after_log_out_everywhere_is_live() {
+    let m = stateless(RevocationList::new(VecStore::default()));
+    let anonymous = m.create(None, 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    m.destroy_subject("zed").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let mut s = m.load(anonymous.ticket().as_str()).await.unwrap().unwrap();
+    s.set_subject(Some("zed")).unwrap();
+    m.rotate(&mut s).await.expect("the login is not refused");
+    let loaded = m
+        .load(s.ticket().as_str())
+        .await
+        .unwrap()
+        .expect("the logged-in token is live");
+    assert_eq!(loaded.subject(), Some("zed"));
+    assert!(
+        loaded.created_at() > anonymous.created_at(),
+        "the login restarted the session"
+    );
+    assert!(matches!(
+        m.load(anonymous.ticket().as_str()).await,
+        Err(Error::Revoked)
+    ));
+    // And a later log-out-everywhere ends it.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    m.destroy_subject("zed").await.unwrap();
+    assert!(m.load(s.ticket().as_str()).await.is_err());
+}
+
+/// A store whose `load` answers from a stale cache (never revoked) while
+/// `load_fresh` asks the truth.
+#[derive(Clone, Default)]
+struct StaleCache(VecStore);
+
+#[async_trait]
+impl SessionStore for StaleCache {
+    async fn create(&self, r: &Record) -> Result<()> {
+        self.0.create(r).await
+    }
+    async fn load(&self, _: &SessionId) -> Result<Option<Record>> {
+        Ok(None)
+    }
+    async fn load_fresh(&self, id: &SessionId) -> Result<Option<Record>> {
+        self.0.load(id).await
+    }
+    async fn save(&self, r: &Record) -> Result<u64> {
+        self.0.save(r).await
+    }
+    async fn touch(&self, id: &SessionId, t: Timestamp) -> Result<()> {
+        self.0.touch(id, t).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        self.0.delete(id).await
+    }
+    async fn compare_and_delete(&self, id: &SessionId, v: u64) -> Result<()> {
+        self.0.compare_and_delete(id, v).await
+    }
+    async fn list_subject(&self, s: &str) -> Result<Vec<Record>> {
+        self.0.list_subject(s).await
+    }
+    async fn delete_subject(&self, s: &str) -> Result<u64> {
+        self.0.delete_subject(s).await
+    }
+    async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Stateless fresh loads and rotations read the revocation list past its
+/// cache: a logout another instance made a moment ago is seen.
+#[tokio::test]
+async fn stateless_fresh_loads_and_rotations_see_revocations_past_the_cache() {
+    let m = stateless(RevocationList::new(StaleCache::default()));
+    let s = m.create(Some("amy"), 1).await.unwrap();
+    let mut copy = m.load(s.ticket().as_str()).await.unwrap().unwrap();
+    m.destroy(s.ticket().as_str()).await.unwrap();
+    assert!(
+        m.load(s.ticket().as_str()).await.unwrap().is_some(),
+        "the stale read (the test's premise)"
+    );
+    assert!(matches!(
+        m.load_fresh(s.ticket().as_str()).await,
+        Err(Error::Revoked)
+    ));
+    assert!(matches!(m.rotate(&mut copy).await, Err(Error::Revoked)));
+    let other = m.create(Some("amy"), 1).await.unwrap();
+    m.destroy_subject("amy").await.unwrap();
+    assert!(matches!(
+        m.load_fresh(other.ticket().as_str()).await,
+        Err(Error::InvalidToken(TokenRejection::IssuedBeforeLogout))
+    ));
+}
