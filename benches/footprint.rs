@@ -55,6 +55,9 @@ impl SessionStore for Synth {
     async fn delete(&self, _id: &SessionId) -> Result<bool> {
         Ok(false)
     }
+    async fn compare_and_delete(&self, _id: &SessionId, _version: u64) -> Result<()> {
+        Ok(())
+    }
     async fn list_subject(&self, _subject: &str) -> Result<Vec<Record>> {
         Ok(Vec::new())
     }

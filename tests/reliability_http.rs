@@ -87,6 +87,10 @@ impl SessionStore for Counting {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(id).await
     }
+    async fn compare_and_delete(&self, id: &SessionId, v: u64) -> sessionkit::Result<()> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.compare_and_delete(id, v).await
+    }
     async fn list_subject(&self, s: &str) -> sessionkit::Result<Vec<Record>> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.list_subject(s).await
