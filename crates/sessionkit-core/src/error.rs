@@ -136,6 +136,14 @@ pub enum Error {
         None => String::new(),
     })]
     Timeout(Option<Duration>),
+    /// The subject already has as many sessions as the manager allows
+    /// (`ManagerBuilder::max_sessions_per_subject` with
+    /// `SessionLimit::RefuseNew`): log out another device first.
+    #[error("the subject already has {limit} sessions, the most allowed")]
+    TooManySessions {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The operation is not available in this mode (for example listing the
     /// sessions of a subject with stateless tokens).
     #[error("not supported: {0}")]

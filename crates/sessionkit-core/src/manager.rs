@@ -201,6 +201,21 @@ struct Config {
     id_hash: Option<IdHash>,
     /// On a miss, also look for a record under the unhashed ID (and move it).
     read_unhashed: bool,
+    /// At most this many live sessions per subject, and what gives way.
+    limit: Option<(usize, SessionLimit)>,
+}
+
+/// What gives way when a subject would have more sessions than
+/// [`ManagerBuilder::max_sessions_per_subject`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionLimit {
+    /// The least recently used sessions of the subject are ended (the
+    /// newest login always wins, unless more than the limit log in at once).
+    EvictLeastRecentlyUsed,
+    /// The new login is refused with [`Error::TooManySessions`] (its
+    /// session, and a rotated anonymous one with it, is ended).
+    RefuseNew,
 }
 
 /// How ticket IDs become store IDs: SHA-256 over a domain label, an
@@ -325,6 +340,7 @@ impl<T: SessionData> ManagerBuilder<T> {
                 keys: None,
                 id_hash: Some(IdHash { key: None }),
                 read_unhashed: false,
+                limit: None,
             },
             upgrades: HashMap::new(),
             _marker: PhantomData,
@@ -474,6 +490,34 @@ impl<T: SessionData> ManagerBuilder<T> {
         self
     }
 
+    /// At most `limit` live sessions per subject (stateful mode), enforced
+    /// when a session gets its subject (`create` with a subject, or a
+    /// rotation or save after `set_subject`). Concurrent logins of one
+    /// subject never leave more than `limit` sessions: every login lists the
+    /// subject's sessions after writing its own and trims them to the same
+    /// deterministic choice, so whichever looks last settles it.
+    /// Stateless tokens cannot be counted: `build` refuses the option there.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sessionkit_core::Result<()> {
+    /// use sessionkit_core::{Error, SessionLimit, SessionManager, testing::VecStore};
+    /// let manager = SessionManager::<u32>::stateful(VecStore::default())
+    ///     .max_sessions_per_subject(2, SessionLimit::RefuseNew)
+    ///     .build()?;
+    /// manager.create(Some("alice"), 1).await?;
+    /// manager.create(Some("alice"), 2).await?;
+    /// assert!(matches!(
+    ///     manager.create(Some("alice"), 3).await,
+    ///     Err(Error::TooManySessions { limit: 2 })
+    /// ));
+    /// # Ok(()) }
+    /// ```
+    pub fn max_sessions_per_subject(mut self, limit: usize, policy: SessionLimit) -> Self {
+        self.config.limit = Some((limit, policy));
+        self
+    }
+
     /// How many times [`SessionManager::update`] retries after a
     /// compare-and-swap conflict before returning [`Error::Conflict`]
     /// (default 32, with jittered exponential backoff).
@@ -499,6 +543,19 @@ impl<T: SessionData> ManagerBuilder<T> {
         }
         if c.schema == 0 {
             return Err(Error::Config("schema versions start at 1".into()));
+        }
+        if let Some((limit, _)) = c.limit {
+            if limit == 0 {
+                return Err(Error::Config(
+                    "max_sessions_per_subject must be at least 1".into(),
+                ));
+            }
+            if matches!(self.mode, Mode::Stateless { .. }) {
+                return Err(Error::Config(
+                    "max_sessions_per_subject needs stateful sessions: tokens cannot be counted"
+                        .into(),
+                ));
+            }
         }
         if let Some(v) = self.upgrades.keys().find(|v| **v >= c.schema) {
             return Err(Error::Config(format!(
@@ -615,6 +672,21 @@ impl<T: SessionData> SessionManager<T> {
         };
         match &self.inner.mode {
             Mode::Stateful(store) => {
+                if let (Some(subject), Some((limit, SessionLimit::RefuseNew))) =
+                    (&session.subject, self.inner.config.limit)
+                {
+                    // Refuse before writing anything when the subject is
+                    // already at its limit; `enforce_limit` settles races.
+                    let existing = observe(
+                        self.inner.backend,
+                        "list_subject",
+                        store.list_subject(subject),
+                    )
+                    .await?;
+                    if existing.len() >= limit {
+                        return Err(Error::TooManySessions { limit });
+                    }
+                }
                 let (ticket, id) = self
                     .insert_new(
                         store,
@@ -626,6 +698,9 @@ impl<T: SessionData> SessionManager<T> {
                     .await?;
                 session.id = id;
                 session.ticket = ticket;
+                if let Some(subject) = &session.subject {
+                    self.enforce_limit(store, subject, &session.id).await?;
+                }
             }
             Mode::Stateless { codec, .. } => self.issue(codec, &mut session, now)?,
         }
@@ -765,6 +840,7 @@ impl<T: SessionData> SessionManager<T> {
                     created_at: session.created_at,
                     expires_at: self.deadline(now, session.created_at),
                 };
+                let subject_changed = session.subject != session.issued_subject;
                 session.version =
                     match observe(self.inner.backend, "save", store.save(&record)).await {
                         Ok(version) => version,
@@ -780,6 +856,10 @@ impl<T: SessionData> SessionManager<T> {
                         }
                     };
                 session.expires_at = record.expires_at;
+                session.issued_subject.clone_from(&session.subject);
+                if subject_changed && let Some(subject) = &session.subject {
+                    self.enforce_limit(store, subject, &session.id).await?;
+                }
                 Ok(())
             }
             Mode::Stateless { codec, .. } => self.issue(codec, session, now),
@@ -919,12 +999,16 @@ impl<T: SessionData> SessionManager<T> {
                     }
                     return Err(e);
                 }
+                let subject_changed = session.subject != session.issued_subject;
                 session.ticket = ticket;
                 session.id = new;
                 session.version = 1;
                 session.expires_at = expires_at;
                 session.ticket_changed = true;
                 session.issued_subject.clone_from(&session.subject);
+                if subject_changed && let Some(subject) = &session.subject {
+                    self.enforce_limit(store, subject, &session.id).await?;
+                }
                 Ok(())
             }
             Mode::Stateless { codec, revocations } => {
@@ -1347,6 +1431,53 @@ impl<T: SessionData> SessionManager<T> {
             }
         }
         Err(Error::Conflict)
+    }
+
+    /// Trims `subject`'s sessions to the configured limit after `own` was
+    /// written. Every caller computes the same choice from what it lists,
+    /// so concurrent logins agree; the last to list settles it.
+    async fn enforce_limit(
+        &self,
+        store: &Arc<dyn SessionStore>,
+        subject: &str,
+        own: &SessionId,
+    ) -> Result<()> {
+        let Some((limit, policy)) = self.inner.config.limit else {
+            return Ok(());
+        };
+        let mut records = observe(
+            self.inner.backend,
+            "list_subject",
+            store.list_subject(subject),
+        )
+        .await?;
+        if records.len() <= limit && records.iter().any(|r| r.id == *own) {
+            return Ok(());
+        }
+        match policy {
+            // Most recently used first: the expiry moves on every use.
+            SessionLimit::EvictLeastRecentlyUsed => {
+                records.sort_by_key(|r| std::cmp::Reverse((r.expires_at, r.created_at, r.id)))
+            }
+            // Oldest first: the sessions that were there keep their place.
+            SessionLimit::RefuseNew => records.sort_by_key(|r| (r.created_at, r.id)),
+        }
+        let kept = records.iter().take(limit).any(|r| r.id == *own);
+        for extra in records.iter().skip(limit) {
+            observe(self.inner.backend, "delete", store.delete(&extra.id)).await?;
+            if extra.id != *own {
+                self.inner
+                    .events
+                    .emit(EventKind::Destroyed, Some(subject), Some(&extra.id));
+            }
+        }
+        if !kept {
+            // Refused, or evicted at once by more concurrent logins than
+            // the limit; make sure our own record is gone either way.
+            observe(self.inner.backend, "delete", store.delete(own)).await?;
+            return Err(Error::TooManySessions { limit });
+        }
+        Ok(())
     }
 
     /// The ID the store keeps for a ticket's ID.

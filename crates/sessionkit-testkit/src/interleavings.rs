@@ -807,3 +807,84 @@ pub async fn stored_ids_are_not_tickets(store: Arc<dyn SessionStore>) {
         );
     }
 }
+
+/// Logins at once per trial of [`subject_limit_holds_under_concurrent_logins`].
+pub const LOGINS: usize = 8;
+/// The per-subject limit that test enforces.
+pub const LIMIT: usize = 3;
+
+/// `max_sessions_per_subject`: [`LOGINS`] concurrent logins of a subject
+/// that already has [`LIMIT`] sessions, 20 trials per policy. Evicting the
+/// least recently used never leaves more than the limit (and the newest
+/// logins are the ones left); refusing new logins refuses every one of them
+/// and keeps exactly the sessions that were there.
+pub async fn subject_limit_holds_under_concurrent_logins(store: Arc<dyn SessionStore>) {
+    use sessionkit_core::SessionLimit;
+    for policy in [
+        SessionLimit::EvictLeastRecentlyUsed,
+        SessionLimit::RefuseNew,
+    ] {
+        let m: SessionManager<Counter> = SessionManager::stateful_shared(Arc::clone(&store))
+            .max_sessions_per_subject(LIMIT, policy)
+            .build()
+            .expect("a manager with a session limit");
+        for trial in 0..20 {
+            let subject = unique_subject("limit");
+            let mut earlier = Vec::new();
+            for _ in 0..LIMIT {
+                let s = m
+                    .create(Some(&subject), Counter::default())
+                    .await
+                    .expect("create");
+                earlier.push(s.id());
+            }
+            // Recency is kept to the millisecond: let the clock move on so
+            // that the new logins are strictly more recent.
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            let barrier = Arc::new(Barrier::new(LOGINS));
+            let mut tasks = Vec::new();
+            for _ in 0..LOGINS {
+                let (m, barrier, subject) = (m.clone(), Arc::clone(&barrier), subject.clone());
+                tasks.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    m.create(Some(&subject), Counter::default()).await
+                }));
+            }
+            let mut accepted = Vec::new();
+            for task in tasks {
+                match task.await.expect("login task") {
+                    Ok(s) => accepted.push(s.id()),
+                    Err(Error::TooManySessions { limit }) => assert_eq!(limit, LIMIT),
+                    Err(e) => panic!("trial {trial} ({policy:?}): a login failed with {e:?}"),
+                }
+            }
+            let live = live_ids(&store, &subject).await;
+            assert!(
+                live.len() <= LIMIT,
+                "trial {trial} ({policy:?}): {} live sessions, the limit is {LIMIT}",
+                live.len()
+            );
+            match policy {
+                SessionLimit::RefuseNew => {
+                    assert!(
+                        accepted.is_empty(),
+                        "trial {trial}: a login over the limit was accepted"
+                    );
+                    let mut expected = earlier.clone();
+                    expected.sort();
+                    assert_eq!(
+                        live, expected,
+                        "trial {trial}: refusing new logins changed the old sessions"
+                    );
+                }
+                _ => {
+                    assert!(!live.is_empty());
+                    assert!(
+                        live.iter().all(|id| !earlier.contains(id)),
+                        "trial {trial}: an older session survived while newer logins were evicted"
+                    );
+                }
+            }
+        }
+    }
+}
