@@ -1,11 +1,13 @@
 //! The store logic, written once, generic over the sqlx database driver.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use sessionkit_core::{Error, Record, Result, SessionId, Timestamp};
+use sqlx::pool::PoolConnection;
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type,
 };
@@ -48,7 +50,12 @@ pub(crate) struct Core<DB: Database> {
     pub(crate) pool: Pool<DB>,
     pub(crate) sql: Arc<Sql>,
     pub(crate) batch_size: u32,
-    pub(crate) statement_timeout: Option<Duration>,
+    /// The limit the server enforces on one statement (the statement
+    /// timeout this crate applied, SQLite's busy timeout), when known:
+    /// reported by [`Error::Timeout`] when the server cancels a statement.
+    pub(crate) server_timeout: Option<Duration>,
+    /// The upper bound of one store call.
+    pub(crate) call_timeout: Duration,
 }
 
 fn to_i64(v: u64) -> Result<i64> {
@@ -59,10 +66,78 @@ fn to_u64(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::decode(format!("negative version {v} in the database")))
 }
 
-/// How long `save` retries when its compare-and-swap missed but the
-/// follow-up read saw the expected version (a concurrent re-create between
-/// the two statements).
-const SAVE_ATTEMPTS: usize = 3;
+/// The first characters of a stored ID that is not a valid session ID, for
+/// a log line (never the whole text: it may be most of a real ID).
+fn redact_text(text: &str) -> String {
+    let shown: String = text.chars().take(4).collect();
+    format!("{shown}…")
+}
+
+/// An error with its sources, for a log line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// How often `save` and `compare_and_delete` retry when their conditional
+/// statement matched nothing but the follow-up read saw the expected
+/// version (the row changed back between the two statements).
+const CAS_ATTEMPTS: usize = 3;
+
+/// A pooled connection held for one store call. A call dropped before it
+/// finished (the call timeout fired, or the caller gave up) may have left
+/// its statement in flight: the connection is then closed (gracefully, in
+/// the background, bounded by sqlx) instead of going back to the pool,
+/// where it would wait for the answer of a server that may be gone.
+struct Conn<DB: Database> {
+    conn: PoolConnection<DB>,
+    finished: bool,
+}
+
+impl<DB: Database> std::ops::Deref for Conn<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for Conn<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> Drop for Conn<DB> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// Runs `$body` (which may `.await` and `?`, and evaluates to a `Result`)
+/// with `$conn: &mut DB::Connection` taken from the pool, within the call
+/// timeout.
+macro_rules! on_conn {
+    ($self:ident, |$conn:ident| $body:expr) => {
+        $self.bounded(async {
+            let mut guard = $self.acquire().await?;
+            let result = async {
+                let $conn: &mut DB::Connection = &mut guard;
+                $body
+            }
+            .await;
+            guard.finished = true;
+            result
+        })
+    };
+}
 
 impl<DB> Core<DB>
 where
@@ -76,10 +151,11 @@ where
     for<'a> String: Decode<'a, DB> + Type<DB>,
     for<'a> Option<String>: Decode<'a, DB> + Type<DB>,
     for<'a> Vec<u8>: Decode<'a, DB> + Type<DB>,
+    for<'a> Option<Vec<u8>>: Decode<'a, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     fn err(&self, e: sqlx::Error) -> Error {
-        error::map(DB::DIALECT, self.statement_timeout, e)
+        error::map(DB::DIALECT, self.server_timeout, e)
     }
 
     fn q(sql: &str) -> sqlx::query::Query<'static, DB, DB::Arguments> {
@@ -93,9 +169,30 @@ where
         sqlx::query(AssertSqlSafe(Arc::clone(sql)))
     }
 
-    async fn execute(&self, query: sqlx::query::Query<'static, DB, DB::Arguments>) -> Result<u64> {
+    /// `fut` within the call timeout; past it [`Error::Timeout`] with the
+    /// limit.
+    async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.call_timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(Some(self.call_timeout))),
+        }
+    }
+
+    async fn acquire(&self) -> Result<Conn<DB>> {
+        let conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        Ok(Conn {
+            conn,
+            finished: false,
+        })
+    }
+
+    async fn execute(
+        &self,
+        conn: &mut DB::Connection,
+        query: sqlx::query::Query<'static, DB, DB::Arguments>,
+    ) -> Result<u64> {
         query
-            .execute(&self.pool)
+            .execute(conn)
             .await
             .map(|r| DB::rows_affected(&r))
             .map_err(|e| self.err(e))
@@ -115,12 +212,48 @@ where
             .bind(r.expires_at.as_millis()))
     }
 
+    /// The subject column: text on SQLite and PostgreSQL, bytes on MySQL
+    /// (checked for UTF-8 here).
+    fn decode_subject(row: &DB::Row, index: usize) -> Result<Option<String>> {
+        match DB::DIALECT {
+            Dialect::MySql => row
+                .try_get::<Option<Vec<u8>>, _>(index)
+                .map_err(Error::decode)?
+                .map(|bytes| String::from_utf8(bytes).map_err(Error::decode))
+                .transpose(),
+            Dialect::Postgres | Dialect::Sqlite => row
+                .try_get::<Option<String>, _>(index)
+                .map_err(Error::decode),
+        }
+    }
+
+    /// `subject, payload, version, created_at, expires_at` from column
+    /// `first` on. Fails with [`Error::Decode`] on a corrupt row.
+    fn decode_record(id: SessionId, row: &DB::Row, first: usize) -> Result<Record> {
+        let int = |i: usize| row.try_get::<i64, _>(first + i).map_err(Error::decode);
+        Ok(Record {
+            id,
+            subject: Self::decode_subject(row, first)?,
+            payload: Bytes::from(
+                row.try_get::<Vec<u8>, _>(first + 1)
+                    .map_err(Error::decode)?,
+            ),
+            version: to_u64(int(2)?)?,
+            created_at: Timestamp::from_millis(int(3)?),
+            expires_at: Timestamp::from_millis(int(4)?),
+        })
+    }
+
     pub(crate) async fn create(&self, r: &Record) -> Result<()> {
+        on_conn!(self, |conn| self.create_on(conn, r).await).await
+    }
+
+    async fn create_on(&self, conn: &mut DB::Connection, r: &Record) -> Result<()> {
         let now = Timestamp::now().as_millis();
         match DB::DIALECT {
             Dialect::Postgres | Dialect::Sqlite => {
                 let q = self.insert_query(&self.sql.create, r)?.bind(now);
-                match self.execute(q).await? {
+                match self.execute(conn, q).await? {
                     0 => Err(Error::Conflict),
                     _ => Ok(()),
                 }
@@ -130,7 +263,7 @@ where
                 // expired row (if it is one) and insert once more.
                 for attempt in 0..2 {
                     let q = self.insert_query(&self.sql.create, r)?;
-                    match q.execute(&self.pool).await {
+                    match q.execute(&mut *conn).await {
                         Ok(_) => return Ok(()),
                         Err(e) if error::is_unique_violation(&e) => {
                             if attempt == 1 {
@@ -139,7 +272,7 @@ where
                             let reclaim = Self::qs(&self.sql.reclaim_expired)
                                 .bind(r.id.as_str())
                                 .bind(now);
-                            if self.execute(reclaim).await? == 0 {
+                            if self.execute(conn, reclaim).await? == 0 {
                                 return Err(Error::Conflict);
                             }
                         }
@@ -152,32 +285,50 @@ where
     }
 
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
-        let now = Timestamp::now().as_millis();
-        let row = Self::qs(&self.sql.load)
+        on_conn!(self, |conn| {
+            let row = Self::qs(&self.sql.load)
+                .bind(id.as_str())
+                .bind(Timestamp::now().as_millis())
+                .fetch_optional(conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            match row {
+                Some(row) => Self::decode_record(*id, &row, 0).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// The version of the live row `id`, if there is one.
+    async fn live_version(
+        &self,
+        conn: &mut DB::Connection,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        Self::qs(&self.sql.live_version)
             .bind(id.as_str())
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(conn)
             .await
-            .map_err(|e| self.err(e))?;
-        let Some(row) = row else { return Ok(None) };
-        let decode = |e: sqlx::Error| Error::decode(e);
-        Ok(Some(Record {
-            id: *id,
-            subject: row.try_get::<Option<String>, _>(0).map_err(decode)?,
-            payload: Bytes::from(row.try_get::<Vec<u8>, _>(1).map_err(decode)?),
-            version: to_u64(row.try_get::<i64, _>(2).map_err(decode)?)?,
-            created_at: Timestamp::from_millis(row.try_get::<i64, _>(3).map_err(decode)?),
-            expires_at: Timestamp::from_millis(row.try_get::<i64, _>(4).map_err(decode)?),
-        }))
+            .map_err(|e| self.err(e))?
+            .map(|row| row.try_get::<i64, _>(0))
+            .transpose()
+            .map_err(Error::decode)
     }
 
     pub(crate) async fn save(&self, r: &Record) -> Result<u64> {
+        on_conn!(self, |conn| self.save_on(conn, r).await).await
+    }
+
+    async fn save_on(&self, conn: &mut DB::Connection, r: &Record) -> Result<u64> {
         // A version beyond BIGINT (or whose successor is) cannot be stored,
         // so it cannot match either: only the follow-up read decides.
         let versions = i64::try_from(r.version)
             .ok()
             .and_then(|v| Some((v, v.checked_add(1)?)));
-        for _ in 0..SAVE_ATTEMPTS {
+        for _ in 0..CAS_ATTEMPTS {
             let now = Timestamp::now().as_millis();
             if let Some((expected, next)) = versions {
                 let q = Self::qs(&self.sql.save)
@@ -189,21 +340,12 @@ where
                     .bind(r.id.as_str())
                     .bind(expected)
                     .bind(now);
-                if self.execute(q).await? > 0 {
+                if self.execute(conn, q).await? > 0 {
                     return to_u64(next);
                 }
             }
             // Nothing matched: is there a live row at all?
-            let live: Option<i64> = Self::qs(&self.sql.live_version)
-                .bind(r.id.as_str())
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?
-                .map(|row| row.try_get::<i64, _>(0))
-                .transpose()
-                .map_err(Error::decode)?;
-            match (live, versions) {
+            match (self.live_version(conn, &r.id, now).await?, versions) {
                 (None, _) => return Err(Error::NotFound),
                 // The row changed between the two statements and now has
                 // the expected version again: try the update once more.
@@ -214,54 +356,130 @@ where
         Err(Error::Conflict)
     }
 
-    pub(crate) async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
-        let q = Self::qs(&self.sql.touch)
-            .bind(expires_at.as_millis())
-            .bind(id.as_str())
-            .bind(Timestamp::now().as_millis());
-        match self.execute(q).await? {
-            0 => Err(Error::NotFound),
-            _ => Ok(()),
+    pub(crate) async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        on_conn!(self, |conn| self
+            .compare_and_delete_on(conn, id, version)
+            .await)
+        .await
+    }
+
+    async fn compare_and_delete_on(
+        &self,
+        conn: &mut DB::Connection,
+        id: &SessionId,
+        version: u64,
+    ) -> Result<()> {
+        // A version beyond BIGINT cannot be stored, so it cannot match.
+        let expected = i64::try_from(version).ok();
+        for _ in 0..CAS_ATTEMPTS {
+            let now = Timestamp::now().as_millis();
+            if let Some(expected) = expected {
+                // One statement: the version test and the removal are atomic.
+                let q = Self::qs(&self.sql.compare_and_delete)
+                    .bind(id.as_str())
+                    .bind(expected)
+                    .bind(now);
+                if self.execute(conn, q).await? > 0 {
+                    return Ok(());
+                }
+            }
+            // Nothing removed: another version, or no live row at all?
+            match (self.live_version(conn, id, now).await?, expected) {
+                (None, _) => return Err(Error::NotFound),
+                (Some(v), Some(expected)) if v == expected => continue,
+                (Some(_), _) => return Err(Error::Conflict),
+            }
         }
+        Err(Error::Conflict)
+    }
+
+    pub(crate) async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+        on_conn!(self, |conn| {
+            let q = Self::qs(&self.sql.touch)
+                .bind(expires_at.as_millis())
+                .bind(id.as_str())
+                .bind(Timestamp::now().as_millis());
+            match self.execute(conn, q).await? {
+                0 => Err(Error::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
     }
 
     pub(crate) async fn delete(&self, id: &SessionId) -> Result<bool> {
-        let q = Self::qs(&self.sql.delete)
-            .bind(id.as_str())
-            .bind(Timestamp::now().as_millis());
-        Ok(self.execute(q).await? > 0)
+        on_conn!(self, |conn| {
+            let q = Self::qs(&self.sql.delete)
+                .bind(id.as_str())
+                .bind(Timestamp::now().as_millis());
+            Ok(self.execute(conn, q).await? > 0)
+        })
+        .await
     }
 
+    /// Every live row of `subject` that decodes; a corrupt one is skipped
+    /// with a warning (one bad row must not hide the subject's other
+    /// sessions, and `delete_subject` still removes it).
     pub(crate) async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
-        let rows = Self::qs(&self.sql.list_subject)
-            .bind(subject)
-            .bind(Timestamp::now().as_millis())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = on_conn!(self, |conn| {
+            Self::qs(&self.sql.list_subject)
+                .bind(subject)
+                .bind(Timestamp::now().as_millis())
+                .fetch_all(conn)
+                .await
+                .map_err(|e| self.err(e))
+        })
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let decode = |e: sqlx::Error| Error::decode(e);
-            let id: String = row.try_get(0).map_err(decode)?;
-            out.push(Record {
-                id: SessionId::parse(&id).map_err(Error::decode)?,
-                subject: row.try_get::<Option<String>, _>(1).map_err(decode)?,
-                payload: Bytes::from(row.try_get::<Vec<u8>, _>(2).map_err(decode)?),
-                version: to_u64(row.try_get::<i64, _>(3).map_err(decode)?)?,
-                created_at: Timestamp::from_millis(row.try_get::<i64, _>(4).map_err(decode)?),
-                expires_at: Timestamp::from_millis(row.try_get::<i64, _>(5).map_err(decode)?),
-            });
+            let id = match row.try_get::<String, _>(0) {
+                Ok(text) => match SessionId::parse(&text) {
+                    Ok(id) => id,
+                    Err(error) => {
+                        tracing::warn!(
+                            table = %self.sql.table,
+                            id = %redact_text(&text),
+                            error = %chain(&error),
+                            "sessionkit-sql: skipping a row with an invalid session ID while listing a subject"
+                        );
+                        continue;
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(
+                        table = %self.sql.table,
+                        error = %chain(&error),
+                        "sessionkit-sql: skipping a row whose ID cannot be read while listing a subject"
+                    );
+                    continue;
+                }
+            };
+            match Self::decode_record(id, &row, 1) {
+                Ok(record) => out.push(record),
+                Err(error) => tracing::warn!(
+                    table = %self.sql.table,
+                    id = %id.redacted(),
+                    error = %chain(&error),
+                    "sessionkit-sql: skipping a corrupt session row while listing a subject"
+                ),
+            }
         }
         Ok(out)
     }
 
     pub(crate) async fn delete_subject(&self, subject: &str) -> Result<u64> {
-        let q = Self::qs(&self.sql.delete_subject)
-            .bind(subject)
-            .bind(Timestamp::now().as_millis());
-        self.execute(q).await
+        on_conn!(self, |conn| {
+            let q = Self::qs(&self.sql.delete_subject)
+                .bind(subject)
+                .bind(Timestamp::now().as_millis());
+            self.execute(conn, q).await
+        })
+        .await
     }
 
+    /// Purges expired rows in batches; the call timeout bounds each batch
+    /// (its own statement), not the whole purge, so that a large purge that
+    /// makes progress is never cut short.
     pub(crate) async fn delete_expired(&self) -> Result<u64> {
         // One instant for the whole purge: rows that expire while it runs
         // are left for the next one, so the loop always ends.
@@ -269,10 +487,13 @@ where
         let batch = i64::from(self.batch_size.max(1));
         let mut total = 0u64;
         loop {
-            let q = Self::qs(&self.sql.delete_expired_batch)
-                .bind(now)
-                .bind(batch);
-            let n = self.execute(q).await?;
+            let n = on_conn!(self, |conn| {
+                let q = Self::qs(&self.sql.delete_expired_batch)
+                    .bind(now)
+                    .bind(batch);
+                self.execute(conn, q).await
+            })
+            .await?;
             total += n;
             if n < batch as u64 {
                 return Ok(total);
@@ -317,7 +538,7 @@ where
                     .try_get(0)
                     .map_err(Error::decode)?;
                 if got != Some(1) {
-                    return Err(Error::Timeout(Duration::from_secs(60)));
+                    return Err(Error::Timeout(Some(Duration::from_secs(60))));
                 }
                 let result = self.migrate_on(&mut conn).await;
                 let _ = Self::q("SELECT RELEASE_LOCK('sessionkit_migrations')")

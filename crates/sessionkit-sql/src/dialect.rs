@@ -89,6 +89,8 @@ pub enum Statement {
     Touch,
     /// `delete`.
     Delete,
+    /// `compare_and_delete`: removes the live row only at the given version.
+    CompareAndDelete,
     /// `list_subject`.
     ListSubject,
     /// `delete_subject`.
@@ -164,6 +166,7 @@ pub(crate) struct Sql {
     pub(crate) live_version: Arc<str>,
     pub(crate) touch: Arc<str>,
     pub(crate) delete: Arc<str>,
+    pub(crate) compare_and_delete: Arc<str>,
     pub(crate) list_subject: Arc<str>,
     pub(crate) delete_subject: Arc<str>,
     pub(crate) delete_expired_batch: Arc<str>,
@@ -199,13 +202,10 @@ impl Sql {
         let p = |s: String| Arc::<str>::from(dialect.placeholders(s));
 
         const COLS: &str = "id, subject, payload, version, created_at, expires_at";
-        // What the SELECT lists read: MySQL keeps the subject as bytes
-        // (VARBINARY: its text collations ignore trailing spaces), cast back
-        // to text for the driver.
-        let subject_col = match dialect {
-            Dialect::MySql => "CAST(subject AS CHAR CHARACTER SET utf8mb4)",
-            Dialect::Postgres | Dialect::Sqlite => "subject",
-        };
+        // MySQL keeps the subject as bytes (VARBINARY: its text collations
+        // ignore trailing spaces); the store reads them as bytes and checks
+        // the UTF-8 itself (a CAST would turn invalid bytes into `?`).
+        let subject_col = "subject";
         let create = match dialect {
             // One atomic statement: insert, or replace a row with the same ID
             // only if that row has expired. Zero rows affected = a live row
@@ -230,18 +230,40 @@ impl Sql {
             // only from an expired row (`reclaim_expired`) and inserts again.
             Dialect::MySql => format!("INSERT INTO {t} ({COLS}) VALUES (?, ?, ?, ?, ?, ?)"),
         };
-        let reclaim_expired = format!("DELETE FROM {t} WHERE id = ? AND expires_at <= ?");
+        // Every statement that addresses one row by ID must lock that row
+        // through the primary key only. InnoDB locks the index entries a
+        // statement reads: planned as a range scan of the `expires_at` index
+        // (which MariaDB does on small tables, the estimates being equal),
+        // an UPDATE locks that index entry and then the primary key, while a
+        // concurrent UPDATE of the same row that found it by primary key
+        // holds the key and then needs the `expires_at` entry it rewrites:
+        // opposite orders, a deadlock. On MySQL the liveness test is
+        // therefore written `expires_at + 0 > ?`, an expression no index can
+        // serve, which leaves the primary key as the only usable index (a
+        // single-table DELETE accepts no index hint there). PostgreSQL locks
+        // rows, not index entries, and SQLite locks the whole database, so
+        // they keep the plain predicate.
+        let live = match dialect {
+            Dialect::MySql => "expires_at + 0 > ?",
+            Dialect::Postgres | Dialect::Sqlite => "expires_at > ?",
+        };
+        let expired = match dialect {
+            Dialect::MySql => "expires_at + 0 <= ?",
+            Dialect::Postgres | Dialect::Sqlite => "expires_at <= ?",
+        };
+        let reclaim_expired = format!("DELETE FROM {t} WHERE id = ? AND {expired}");
         let load = format!(
             "SELECT {subject_col}, payload, version, created_at, expires_at FROM {t} \
-             WHERE id = ? AND expires_at > ?"
+             WHERE id = ? AND {live}"
         );
         let save = format!(
             "UPDATE {t} SET subject = ?, payload = ?, version = ?, created_at = ?, expires_at = ? \
-             WHERE id = ? AND version = ? AND expires_at > ?"
+             WHERE id = ? AND version = ? AND {live}"
         );
-        let live_version = format!("SELECT version FROM {t} WHERE id = ? AND expires_at > ?");
-        let touch = format!("UPDATE {t} SET expires_at = ? WHERE id = ? AND expires_at > ?");
-        let delete = format!("DELETE FROM {t} WHERE id = ? AND expires_at > ?");
+        let live_version = format!("SELECT version FROM {t} WHERE id = ? AND {live}");
+        let touch = format!("UPDATE {t} SET expires_at = ? WHERE id = ? AND {live}");
+        let delete = format!("DELETE FROM {t} WHERE id = ? AND {live}");
+        let compare_and_delete = format!("DELETE FROM {t} WHERE id = ? AND version = ? AND {live}");
         let list_subject = format!(
             "SELECT id, {subject_col}, payload, version, created_at, expires_at FROM {t} \
              WHERE subject = ? AND expires_at > ? ORDER BY created_at, id"
@@ -328,6 +350,7 @@ impl Sql {
             live_version: p(live_version),
             touch: p(touch),
             delete: p(delete),
+            compare_and_delete: p(compare_and_delete),
             list_subject: p(list_subject),
             delete_subject: p(delete_subject),
             delete_expired_batch: p(delete_expired_batch),
@@ -351,6 +374,7 @@ impl Sql {
             Statement::LiveVersion => &self.live_version,
             Statement::Touch => &self.touch,
             Statement::Delete => &self.delete,
+            Statement::CompareAndDelete => &self.compare_and_delete,
             Statement::ListSubject => &self.list_subject,
             Statement::DeleteSubject => &self.delete_subject,
             Statement::DeleteExpiredBatch => &self.delete_expired_batch,
@@ -370,6 +394,33 @@ mod tests {
             "UPDATE \"app\".\"s\" SET expires_at = $1 WHERE id = $2 AND expires_at > $3"
         );
         assert!(sql.create.ends_with("WHERE cur.expires_at <= $7"));
+    }
+
+    #[test]
+    fn mysql_single_row_statements_leave_only_the_primary_key() {
+        let sql = Sql::new(Dialect::MySql, "s", None).unwrap();
+        for which in [
+            Statement::Load,
+            Statement::Save,
+            Statement::LiveVersion,
+            Statement::Touch,
+            Statement::Delete,
+            Statement::CompareAndDelete,
+            Statement::ReclaimExpired,
+        ] {
+            let text = sql.statement(which);
+            assert!(text.contains("WHERE id = ? AND "), "{which:?}: {text}");
+            assert!(text.contains("expires_at + 0 "), "{which:?}: {text}");
+        }
+        assert_eq!(
+            sql.statement(Statement::CompareAndDelete),
+            "DELETE FROM `s` WHERE id = ? AND version = ? AND expires_at + 0 > ?"
+        );
+        let pg = Sql::new(Dialect::Postgres, "s", None).unwrap();
+        assert_eq!(
+            pg.statement(Statement::CompareAndDelete),
+            "DELETE FROM \"s\" WHERE id = $1 AND version = $2 AND expires_at > $3"
+        );
     }
 
     #[test]

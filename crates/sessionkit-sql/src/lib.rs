@@ -14,7 +14,8 @@
 //! let store = SqlStore::builder()
 //!     .table("sessions")
 //!     .max_connections(8)
-//!     .statement_timeout(Duration::from_secs(5))
+//!     .statement_timeout(Duration::from_secs(2))
+//!     .call_timeout(Duration::from_secs(5))
 //!     .connect("sqlite://sessions.db")
 //!     .await?;
 //! let now = Timestamp::now();
@@ -87,8 +88,30 @@
 //!   nothing, a follow-up read of the live version tells
 //!   [`Error::Conflict`] (a live row with another version) from
 //!   [`Error::NotFound`] (none).
+//! - `compare_and_delete` is one
+//!   `DELETE … WHERE id = ? AND version = ? AND expires_at > now`, so the
+//!   version test and the removal cannot be separated (of two concurrent
+//!   ones for one version exactly one removes the row); when it removes
+//!   nothing, the same follow-up read as `save`'s tells `Conflict` from
+//!   `NotFound`. The subject index is the row itself, so the record leaves
+//!   `list_subject` with it.
 //! - `touch`, `delete`, `delete_subject` are single statements restricted
 //!   to live rows; `load` and `list_subject` never return expired rows.
+//!
+//! ## Locking (MySQL/MariaDB)
+//!
+//! InnoDB locks the index entries a statement reads. Every statement that
+//! addresses one row by ID (`load`, `save`, `touch`, `delete`,
+//! `compare_and_delete`, the follow-up read) writes its liveness test as
+//! `expires_at + 0 > ?`, which no index can serve, so the primary key is
+//! the only index the optimizer can use and two of them lock one row in the
+//! same order. (Planned as a range scan of the `expires_at` index, which
+//! MariaDB chooses on small tables, an update locks that index entry before
+//! the primary key, while one that found the row by its key locks them the
+//! other way round: deadlocks under ordinary contention.) Statements over
+//! many rows
+//! (`delete_subject`, `delete_expired`) can still be chosen as a deadlock
+//! victim by InnoDB; that is [`Error::Aborted`] (below).
 //!
 //! ## Cleanup
 //!
@@ -102,14 +125,51 @@
 //!
 //! ## Pool, timeouts, errors
 //!
-//! [`SqlStoreOptions`] sets the pool size, the acquire timeout and a
-//! statement timeout (PostgreSQL `statement_timeout`, MariaDB
-//! `max_statement_time` / MySQL `max_execution_time`, SQLite busy timeout).
-//! A statement cancelled by that timeout is [`Error::Timeout`]; lost
-//! connections, IO errors, pool exhaustion, lock timeouts and deadlocks are
-//! [`Error::Backend`] with `retryable: true`; anything else is a
-//! non-retryable `Backend` error. A connection killed by the server is
-//! dropped from the pool, so the next call works on a fresh one.
+//! [`SqlStoreOptions`] sets the pool size, the acquire timeout, a statement
+//! timeout (PostgreSQL `statement_timeout`, MariaDB `max_statement_time` /
+//! MySQL `max_execution_time`, SQLite busy timeout) and the **call
+//! timeout**.
+//!
+//! The call timeout ([`SqlStoreOptions::call_timeout`], default 5 s, always
+//! on; zero is rejected with [`Error::Config`]) bounds every store call as a
+//! whole, from waiting for a pooled connection to the last round trip. A
+//! server that stops answering without closing the connection (a silent
+//! network partition, a paused VM) therefore fails the call with
+//! `Error::Timeout(Some(limit))` instead of hanging the request; the
+//! connection the call was using is closed rather than put back in the
+//! pool. `delete_expired` applies it to each batch; migrations are not
+//! bounded by it. It needs a tokio runtime with the time driver enabled (as
+//! sqlx does).
+//!
+//! Errors, by what the caller can do about them:
+//!
+//! | error | when | transient |
+//! |-------|------|-----------|
+//! | [`Error::Aborted`] | the server rolled the statement back and nothing was applied: deadlock victim (MySQL 1213, PostgreSQL `40P01`), serialization failure (`40001`), lock wait timeout (MySQL 1205, PostgreSQL `55P03`), SQLite `SQLITE_BUSY_SNAPSHOT` | yes; `SessionManager::update` retries it |
+//! | [`Error::Timeout`] | the call timeout passed (`Some(call timeout)`); the server cancelled the statement at its statement timeout, or SQLite's busy timeout passed (`Some(limit)` when the store knows it: the statement timeout it applied, SQLite's busy timeout read from the connection; `None` for a limit set on the server) | yes; a write may have been applied |
+//! | [`Error::Backend`] `{ transient: true }` | connection lost or reset, IO error, server shutting down or killing the connection, too many connections, pool exhausted (acquire timeout) | yes; a write may have been applied |
+//! | [`Error::Backend`] `{ transient: false }` | a closed pool ([`SqlStore::close`]), TLS or configuration errors, SQL or schema errors, permissions | no: the same call fails again |
+//! | [`Error::Decode`] | `load` of a corrupt row (below) | no |
+//!
+//! A lock wait timeout is [`Error::Aborted`], not a timeout: every
+//! statement of this store runs on its own (autocommit), and InnoDB rolls
+//! back at least the statement that timed out (the whole transaction with
+//! `innodb_rollback_on_timeout`), which is all of it, so nothing was
+//! applied and a retry may get the lock. (With InnoDB's default lock wait
+//! of 50 s, the call timeout normally ends such a wait first.) A
+//! connection killed by the server
+//! is dropped from the pool, so the next call works on a fresh one.
+//!
+//! ## Corrupt rows
+//!
+//! A row the store cannot decode (a negative version, an ID that is not a
+//! session ID, a subject that is not UTF-8, a value of the wrong type in
+//! SQLite's dynamically typed columns) never makes a caller see a wrong
+//! record: `load` of it fails with [`Error::Decode`]; `list_subject` skips
+//! it with a `tracing` warning (showing only the first characters of its
+//! ID), so one bad row does not hide the subject's other sessions; and
+//! `delete_subject` removes it with the rest (it counts in the number
+//! returned). `delete` removes it by ID.
 //!
 //! With an in-memory SQLite database (`sqlite::memory:`) the pool is kept to
 //! one connection that never expires: the database lives exactly as long as
@@ -205,7 +265,8 @@ impl std::fmt::Debug for SqlStore {
 
 impl SqlStore {
     /// Options with defaults: table `sessions`, migrations on build, batch
-    /// size 1000, 10 connections, 5 s acquire timeout, no statement timeout.
+    /// size 1000, 10 connections, 5 s acquire timeout, no statement timeout,
+    /// 5 s call timeout.
     pub fn builder() -> SqlStoreOptions {
         SqlStoreOptions::new()
     }
@@ -238,7 +299,15 @@ impl SqlStore {
         dispatch!(self, c => c.sql.statement(statement))
     }
 
-    /// Closes the pool; later calls fail with a retryable backend error.
+    /// The upper bound of one store call (see
+    /// [`SqlStoreOptions::call_timeout`]).
+    pub fn call_timeout(&self) -> std::time::Duration {
+        dispatch!(self, c => c.call_timeout)
+    }
+
+    /// Closes the pool (waiting for the connections in use to come back);
+    /// later calls fail with a non-transient [`Error::Backend`]: a closed
+    /// pool stays closed.
     pub async fn close(&self) {
         dispatch!(self, c => c.pool.close().await)
     }
@@ -294,6 +363,18 @@ impl SessionStore for SqlStore {
 
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         dispatch!(self, c => c.delete(id).await)
+    }
+
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        dispatch!(self, c => c.compare_and_delete(id, version).await)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+        }
     }
 
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {

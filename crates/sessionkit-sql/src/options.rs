@@ -23,6 +23,7 @@ use crate::{Dialect, SqlStore, dialect::Sql};
 ///     .max_connections(20)
 ///     .acquire_timeout(Duration::from_secs(2))
 ///     .statement_timeout(Duration::from_secs(3))
+///     .call_timeout(Duration::from_secs(4))
 ///     .cleanup_batch_size(500)
 ///     .connect("postgres://postgres@127.0.0.1:5432/test")
 ///     .await?;
@@ -37,10 +38,14 @@ pub struct SqlStoreOptions {
     acquire_timeout: Duration,
     idle_timeout: Option<Duration>,
     statement_timeout: Option<Duration>,
+    call_timeout: Duration,
     test_before_acquire: bool,
     batch_size: u32,
     migrate: bool,
 }
+
+/// The default upper bound of one store call.
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Default for SqlStoreOptions {
     fn default() -> Self {
@@ -52,6 +57,7 @@ impl Default for SqlStoreOptions {
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             statement_timeout: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             test_before_acquire: true,
             batch_size: 1000,
             migrate: true,
@@ -61,8 +67,9 @@ impl Default for SqlStoreOptions {
 
 impl SqlStoreOptions {
     /// The defaults: table `sessions`, no schema, 10 connections, 5 s
-    /// acquire timeout, 10 min idle timeout, no statement timeout, cleanup
-    /// batches of 1000 rows, migrations run when the store is built.
+    /// acquire timeout, 10 min idle timeout, no statement timeout, 5 s call
+    /// timeout, cleanup batches of 1000 rows, migrations run when the store
+    /// is built.
     pub fn new() -> Self {
         Self::default()
     }
@@ -95,7 +102,7 @@ impl SqlStoreOptions {
     }
 
     /// How long a call waits for a free connection before failing with a
-    /// retryable backend error (default 5 s).
+    /// transient backend error (default 5 s).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
@@ -118,10 +125,27 @@ impl SqlStoreOptions {
         self
     }
 
+    /// The upper bound of one store call, everything included: waiting for
+    /// a pooled connection, every statement the call runs, every round trip
+    /// (default 5 s). Past it the call fails with
+    /// [`Error::Timeout`]`(Some(timeout))`, so a server that stopped
+    /// answering (a silent network partition, a paused VM) cannot hang a
+    /// request. Whether a write that timed out was applied is unknown; the
+    /// connection it ran on is closed, not reused. `delete_expired` applies
+    /// it to each batch, not to the whole purge; migrations are not bounded
+    /// by it.
+    ///
+    /// Always on: a zero duration is rejected when the store is built
+    /// ([`Error::Config`]); for no practical bound, pass a very large one.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     /// Whether a pooled connection is pinged before each use (default
     /// `true`, as in sqlx). Turning it off saves one round trip per call;
     /// the price is that a connection which died while idle (server
-    /// restart, idle timeout in a firewall) fails one call with a retryable
+    /// restart, idle timeout in a firewall) fails one call with a transient
     /// error before the pool replaces it.
     pub fn test_before_acquire(mut self, test: bool) -> Self {
         self.test_before_acquire = test;
@@ -145,6 +169,7 @@ impl SqlStoreOptions {
     /// `mysql://…` / `mariadb://…`); the matching cargo feature must be on.
     /// A SQLite file is created if missing.
     pub async fn connect(self, url: &str) -> Result<SqlStore> {
+        self.validate()?;
         let dialect = Dialect::from_url(url)
             .ok_or_else(|| Error::Config("unsupported database URL scheme".to_owned()))?;
         match dialect {
@@ -186,8 +211,29 @@ impl SqlStoreOptions {
             .test_before_acquire(self.test_before_acquire)
     }
 
+    /// Checks the settings that no database can fix, before connecting.
+    fn validate(&self) -> Result<()> {
+        if self.call_timeout.is_zero() {
+            return Err(Error::Config(
+                "the SQL store's call timeout must be greater than zero".to_owned(),
+            ));
+        }
+        crate::validate_identifier(&self.table)?;
+        if let Some(schema) = &self.schema {
+            crate::validate_identifier(schema)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the store on a pool. `server_timeout` is the statement limit
+    /// the server enforces on its connections, when known.
     #[allow(dead_code)]
-    async fn finish<DB>(self, pool: sqlx::Pool<DB>, dialect: Dialect) -> Result<SqlStore>
+    async fn finish<DB>(
+        self,
+        pool: sqlx::Pool<DB>,
+        dialect: Dialect,
+        server_timeout: Option<Duration>,
+    ) -> Result<SqlStore>
     where
         DB: sqlx::Database,
         crate::Inner: From<std::sync::Arc<crate::core::Core<DB>>>,
@@ -197,7 +243,8 @@ impl SqlStoreOptions {
             pool,
             sql: std::sync::Arc::new(sql),
             batch_size: self.batch_size,
-            statement_timeout: self.statement_timeout,
+            server_timeout,
+            call_timeout: self.call_timeout,
         };
         let store = SqlStore {
             inner: crate::Inner::from(std::sync::Arc::new(core)),
@@ -216,6 +263,7 @@ impl SqlStoreOptions {
         self,
         mut opts: sqlx::sqlite::SqliteConnectOptions,
     ) -> Result<SqlStore> {
+        self.validate()?;
         let name = opts.get_filename().to_string_lossy().into_owned();
         let in_memory = name.starts_with("file:sqlx-in-memory") || name == ":memory:";
         if let Some(t) = self.statement_timeout {
@@ -233,7 +281,7 @@ impl SqlStoreOptions {
             .connect_with(opts)
             .await
             .map_err(|e| self.connect_error(Dialect::Sqlite, e))?;
-        self.finish(pool, Dialect::Sqlite).await
+        self.finish_sqlite(pool).await
     }
 
     /// Connects to PostgreSQL with these connection options.
@@ -242,6 +290,7 @@ impl SqlStoreOptions {
         self,
         mut opts: sqlx::postgres::PgConnectOptions,
     ) -> Result<SqlStore> {
+        self.validate()?;
         if let Some(t) = self.statement_timeout {
             opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis().max(1)))]);
         }
@@ -250,12 +299,14 @@ impl SqlStoreOptions {
             .connect_with(opts)
             .await
             .map_err(|e| self.connect_error(Dialect::Postgres, e))?;
-        self.finish(pool, Dialect::Postgres).await
+        let applied = self.statement_timeout;
+        self.finish(pool, Dialect::Postgres, applied).await
     }
 
     /// Connects to MySQL or MariaDB with these connection options.
     #[cfg(feature = "mysql")]
     pub async fn connect_mysql(self, opts: sqlx::mysql::MySqlConnectOptions) -> Result<SqlStore> {
+        self.validate()?;
         let mut pool = self.pool_options::<sqlx::MySql>();
         if let Some(t) = self.statement_timeout {
             let secs = format!("{:.3}", t.as_secs_f64().max(0.001));
@@ -277,28 +328,49 @@ impl SqlStoreOptions {
             .connect_with(opts)
             .await
             .map_err(|e| self.connect_error(Dialect::MySql, e))?;
-        self.finish(pool, Dialect::MySql).await
+        let applied = self.statement_timeout;
+        self.finish(pool, Dialect::MySql, applied).await
     }
 
-    /// Uses an existing SQLite pool (pool and timeout settings of these
-    /// options are not applied to it).
+    /// Uses an existing SQLite pool. The pool settings and the statement
+    /// timeout of these options are not applied to it; the call timeout is.
     #[cfg(feature = "sqlite")]
     pub async fn with_sqlite_pool(self, pool: sqlx::SqlitePool) -> Result<SqlStore> {
-        self.finish(pool, Dialect::Sqlite).await
+        self.validate()?;
+        self.finish_sqlite(pool).await
     }
 
-    /// Uses an existing PostgreSQL pool (pool and timeout settings of these
-    /// options are not applied to it).
+    /// Uses an existing PostgreSQL pool. The pool settings and the
+    /// statement timeout of these options are not applied to it; the call
+    /// timeout is.
     #[cfg(feature = "postgres")]
     pub async fn with_postgres_pool(self, pool: sqlx::PgPool) -> Result<SqlStore> {
-        self.finish(pool, Dialect::Postgres).await
+        self.validate()?;
+        self.finish(pool, Dialect::Postgres, None).await
     }
 
-    /// Uses an existing MySQL/MariaDB pool (pool and timeout settings of
-    /// these options are not applied to it).
+    /// Uses an existing MySQL/MariaDB pool. The pool settings and the
+    /// statement timeout of these options are not applied to it; the call
+    /// timeout is.
     #[cfg(feature = "mysql")]
     pub async fn with_mysql_pool(self, pool: sqlx::MySqlPool) -> Result<SqlStore> {
-        self.finish(pool, Dialect::MySql).await
+        self.validate()?;
+        self.finish(pool, Dialect::MySql, None).await
+    }
+
+    /// Builds a SQLite store, asking the database for the busy timeout its
+    /// connections use (the limit a `SQLITE_BUSY` error reports).
+    #[cfg(feature = "sqlite")]
+    async fn finish_sqlite(self, pool: sqlx::SqlitePool) -> Result<SqlStore> {
+        let millis: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| self.connect_error(Dialect::Sqlite, e))?;
+        let busy = u64::try_from(millis)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
+        self.finish(pool, Dialect::Sqlite, busy).await
     }
 
     #[allow(dead_code)]

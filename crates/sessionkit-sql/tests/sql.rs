@@ -46,16 +46,30 @@ fn inline(sql: &str, values: &[&str]) -> String {
     }
 }
 
-fn assert_retryable_backend(result: Result<impl std::fmt::Debug, Error>, what: &str) {
+fn assert_transient_backend(result: Result<impl std::fmt::Debug, Error>, what: &str) {
     match result {
         Err(
             e @ Error::Backend {
-                retryable: true, ..
+                transient: true, ..
             },
         ) => {
-            eprintln!("{what}: got the expected retryable error: {e}");
+            eprintln!("{what}: got the expected transient error: {e}");
         }
-        other => panic!("{what}: expected a retryable backend error, got {other:?}"),
+        other => panic!("{what}: expected a transient backend error, got {other:?}"),
+    }
+}
+
+fn assert_permanent_backend(result: Result<impl std::fmt::Debug, Error>, what: &str) {
+    match result {
+        Err(
+            e @ Error::Backend {
+                transient: false, ..
+            },
+        ) => {
+            assert!(!e.is_transient(), "{what}: {e} claims to be transient");
+            eprintln!("{what}: got the expected non-transient error: {e}");
+        }
+        other => panic!("{what}: expected a non-transient backend error, got {other:?}"),
     }
 }
 
@@ -367,12 +381,184 @@ async fn explain_mysql_uses_indexes() {
     }
 }
 
+// ------------------------------------------- single-row statements: by key
+
+/// A bound value, typed as the store binds it.
+enum P {
+    Text(String),
+    OptText(Option<String>),
+    Bytes(Vec<u8>),
+    Int(i64),
+}
+
+/// Binds `params` in order, with the types the store uses.
+macro_rules! bind_params {
+    ($query:expr, $params:expr) => {{
+        let mut q = $query;
+        for p in $params {
+            q = match p {
+                P::Text(v) => q.bind(v.clone()),
+                P::OptText(v) => q.bind(v.clone()),
+                P::Bytes(v) => q.bind(v.clone()),
+                P::Int(v) => q.bind(*v),
+            };
+        }
+        q
+    }};
+}
+
+/// Every statement that addresses one row by ID, with parameters as the
+/// store binds them for the record `id` at version 1.
+fn single_row_statements(id: &str) -> Vec<(Statement, Vec<P>)> {
+    let now = Timestamp::now().as_millis();
+    let later = (Timestamp::now() + HOUR).as_millis();
+    let id = || P::Text(id.to_owned());
+    vec![
+        (Statement::Load, vec![id(), P::Int(now)]),
+        (Statement::LiveVersion, vec![id(), P::Int(now)]),
+        (
+            Statement::Save,
+            vec![
+                P::OptText(Some("s".into())),
+                P::Bytes(b"x".to_vec()),
+                P::Int(2),
+                P::Int(now),
+                P::Int(later),
+                id(),
+                P::Int(1),
+                P::Int(now),
+            ],
+        ),
+        (Statement::Touch, vec![P::Int(later), id(), P::Int(now)]),
+        (Statement::Delete, vec![id(), P::Int(now)]),
+        (
+            Statement::CompareAndDelete,
+            vec![id(), P::Int(1), P::Int(now)],
+        ),
+        (Statement::ReclaimExpired, vec![id(), P::Int(now)]),
+    ]
+}
+
+/// The single-row statements must find (and so lock) their row through the
+/// primary key and nothing else: on MariaDB a range scan of the
+/// `expires_at` index took that index entry's lock before the primary key's,
+/// the opposite order of a concurrent update of the same row, and `update`
+/// failed with deadlocks (error 1213) under contention. Checked on a table
+/// of one live row (the contention case, where the old statements were
+/// planned on `expires_at`) and on a filled one, with EXPLAIN run as a
+/// prepared statement with the parameters bound exactly as the store binds
+/// them.
+#[tokio::test]
+async fn explain_mysql_single_row_statements_use_only_the_primary_key() {
+    let Some(store) = common::mysql_store().await else {
+        return;
+    };
+    let pool = store.mysql_pool().expect("mysql pool");
+    let table = store.table().to_owned();
+    let live = record(Some("one"), Timestamp::now() + HOUR);
+    store.create(&live).await.expect("create");
+    store
+        .create(&record(Some("one"), Timestamp::now() - HOUR))
+        .await
+        .expect("create expired");
+    for filled in [false, true] {
+        if filled {
+            fill(&store).await;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE TABLE `{table}`")))
+            .execute(pool)
+            .await
+            .expect("analyze");
+        for (statement, params) in single_row_statements(live.id.as_str()) {
+            let sql = format!("EXPLAIN {}", store.sql(statement));
+            let q = bind_params!(sqlx::query(sqlx::AssertSqlSafe(sql)), &params);
+            let rows = q.fetch_all(pool).await.expect("explain");
+            assert_eq!(rows.len(), 1, "{statement:?}: one table");
+            let column = |name: &str| {
+                rows[0]
+                    .try_get::<Option<String>, _>(name)
+                    .expect("EXPLAIN column")
+                    .unwrap_or_default()
+            };
+            let (possible, key, access) = (column("possible_keys"), column("key"), column("type"));
+            eprintln!(
+                "{statement:?} (filled: {filled}): type {access}, possible_keys {possible}, key {key}"
+            );
+            assert_eq!(key, "PRIMARY", "{statement:?} must use the primary key");
+            assert_eq!(
+                possible, "PRIMARY",
+                "{statement:?}: no other index may be usable (it could take locks)"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn explain_postgres_single_row_statements_use_the_primary_key() {
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
+    let live = record(Some("one"), Timestamp::now() + HOUR);
+    store.create(&live).await.expect("create");
+    fill(&store).await;
+    let pool = store.postgres_pool().expect("pg pool");
+    let pkey = format!("{}_pkey", store.table());
+    let mut conn = pool.acquire().await.expect("acquire");
+    // As above: the table is small; show that the key can serve them.
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    for (statement, params) in single_row_statements(live.id.as_str()) {
+        let sql = format!("EXPLAIN {}", store.sql(statement));
+        let q = bind_params!(
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)),
+            &params
+        );
+        let plan: Vec<String> = q.fetch_all(&mut *conn).await.expect("explain");
+        eprintln!("{statement:?}: {plan:#?}");
+        assert!(
+            plan.iter().any(|line| line.contains(&pkey)),
+            "{statement:?} does not use {pkey}: {plan:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn explain_sqlite_single_row_statements_use_the_primary_key() {
+    let Some(store) = common::sqlite_file_store().await else {
+        return;
+    };
+    let live = record(Some("one"), Timestamp::now() + HOUR);
+    store.create(&live).await.expect("create");
+    fill(&store).await;
+    let pool = store.sqlite_pool().expect("sqlite pool");
+    for (statement, params) in single_row_statements(live.id.as_str()) {
+        let sql = format!("EXPLAIN QUERY PLAN {}", store.sql(statement));
+        let q = bind_params!(sqlx::query(sqlx::AssertSqlSafe(sql)), &params);
+        let plan: Vec<String> = q
+            .fetch_all(pool)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+        eprintln!("{statement:?}: {plan:?}");
+        // A TEXT primary key is served by its automatic unique index.
+        assert!(
+            plan.iter()
+                .any(|line| line.contains("sqlite_autoindex") && line.contains("(id=?)")),
+            "{statement:?} does not search by the primary key: {plan:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------- killed connections
 
 /// Holds the row lock of `id` from another connection so that the store's
 /// `save` waits inside the server, where it can be killed or time out.
 #[tokio::test]
-async fn postgres_connection_killed_mid_statement_is_retryable() {
+async fn postgres_connection_killed_mid_statement_is_transient() {
     let table = common::random_table();
     let Some(store) =
         common::postgres_store_with(common::options(&table).max_connections(1), &table).await
@@ -419,7 +605,7 @@ async fn postgres_connection_killed_mid_statement_is_retryable() {
         .await
         .expect("save returns after the kill")
         .expect("join");
-    assert_retryable_backend(result, "save on a terminated connection");
+    assert_transient_backend(result, "save on a terminated connection");
     holder.rollback().await.expect("rollback");
 
     // The same store works on the next calls (a fresh connection).
@@ -432,7 +618,7 @@ async fn postgres_connection_killed_mid_statement_is_retryable() {
 }
 
 #[tokio::test]
-async fn mysql_connection_killed_mid_statement_is_retryable() {
+async fn mysql_connection_killed_mid_statement_is_transient() {
     let table = common::random_table();
     let Some(store) =
         common::mysql_store_with(common::options(&table).max_connections(1), &table).await
@@ -477,7 +663,7 @@ async fn mysql_connection_killed_mid_statement_is_retryable() {
         .await
         .expect("save returns after the kill")
         .expect("join");
-    assert_retryable_backend(result, "save on a killed connection");
+    assert_transient_backend(result, "save on a killed connection");
     holder.rollback().await.expect("rollback");
 
     assert_eq!(
@@ -515,7 +701,7 @@ async fn postgres_statement_timeout_is_typed() {
         .await
         .expect("the server cancels the statement");
     assert!(
-        matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(300)),
+        matches!(result, Err(Error::Timeout(Some(d))) if d == Duration::from_millis(300)),
         "expected Error::Timeout(300ms), got {result:?}"
     );
     holder.rollback().await.expect("rollback");
@@ -548,8 +734,8 @@ async fn mysql_statement_timeout_is_typed() {
         .await
         .expect("the server cancels the statement");
     assert!(
-        matches!(result, Err(Error::Timeout(_))),
-        "expected Error::Timeout, got {result:?}"
+        matches!(result, Err(Error::Timeout(Some(d))) if d == Duration::from_millis(300)),
+        "expected Error::Timeout(300ms), got {result:?}"
     );
     holder.rollback().await.expect("rollback");
     assert_eq!(store.save(&r).await.expect("save after the timeout"), 2);
@@ -581,7 +767,7 @@ async fn sqlite_busy_timeout_is_typed() {
         .await
         .expect("the busy timeout ends the wait");
     assert!(
-        matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(200)),
+        matches!(result, Err(Error::Timeout(Some(d))) if d == Duration::from_millis(200)),
         "expected Error::Timeout(200ms), got {result:?}"
     );
     sqlx::raw_sql("ROLLBACK")
@@ -593,6 +779,76 @@ async fn sqlite_busy_timeout_is_typed() {
         store.save(&r).await.expect("save after the lock is gone"),
         2
     );
+}
+
+/// The limit a timeout reports is the real one or none: a statement
+/// timeout set on a pool the store did not configure is unknown to it
+/// (`None`, never a made-up zero); SQLite's busy timeout is read from the
+/// connection even when only the connect options set it.
+#[tokio::test]
+async fn timeout_limits_are_real_or_none() {
+    // PostgreSQL: statement_timeout set by the application's own pool.
+    let table = common::random_table();
+    let Some(scope) = common::postgres_store_with(common::options(&table), &table).await else {
+        return;
+    };
+    let opts: sqlx::postgres::PgConnectOptions =
+        common::postgres_url().parse().expect("postgres url");
+    let own_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts.options([("statement_timeout", "300ms")]))
+        .await
+        .expect("own pool");
+    let store = common::options(&table)
+        .migrate(false)
+        .with_postgres_pool(own_pool)
+        .await
+        .expect("store on the own pool");
+    let r = record(None, Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create");
+    let pool = scope.postgres_pool().expect("pg pool");
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM \"{table}\" WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(r.id.as_str())
+    .execute(&mut *holder)
+    .await
+    .expect("lock the row");
+    let result = store.save(&r).await;
+    assert!(
+        matches!(result, Err(Error::Timeout(None))),
+        "expected Error::Timeout(None), got {result:?}"
+    );
+    holder.rollback().await.expect("rollback");
+
+    // SQLite: the busy timeout of the connect options, no statement timeout.
+    use sqlx::Connection;
+    let path = common::sqlite_path();
+    let store = common::options(&common::random_table())
+        .connect_sqlite(common::sqlite_file_options(&path).busy_timeout(Duration::from_millis(250)))
+        .await
+        .expect("sqlite");
+    let store = Scoped::new(store, common::Cleanup::SqliteFile(path.clone()));
+    let r = record(None, Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create");
+    let mut holder = sqlx::SqliteConnection::connect_with(&common::sqlite_file_options(&path))
+        .await
+        .expect("second connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    let result = store.save(&r).await;
+    assert!(
+        matches!(result, Err(Error::Timeout(Some(d))) if d == Duration::from_millis(250)),
+        "expected Error::Timeout(Some(250ms)), got {result:?}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    holder.close().await.expect("close");
 }
 
 // ------------------------------------------------------------------ cleanup
@@ -690,7 +946,7 @@ async fn cleanup_task_survives_errors() {
     // A closed pool makes every purge fail: the task must keep running
     // (logging and retrying) until it is told to stop.
     store.close().await;
-    assert_retryable_backend(store.delete_expired().await, "purge on a closed pool");
+    assert_permanent_backend(store.delete_expired().await, "purge on a closed pool");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = spawn_cleanup(store.store.clone(), Duration::from_millis(10), async move {
         let _ = stopped.await;
@@ -705,4 +961,53 @@ async fn cleanup_task_survives_errors() {
         .await
         .expect("the task stops on shutdown")
         .expect("the task did not panic");
+}
+
+// ------------------------------------------------------------- closed pool
+
+/// A closed pool stays closed: every call fails with a backend error that
+/// does not claim a retry could succeed.
+async fn closed_pool_is_not_transient(store: Scoped) {
+    let r = record(Some("closed"), Timestamp::now() + HOUR);
+    store.create(&r).await.expect("create before close");
+    store.close().await;
+    assert_permanent_backend(
+        store.create(&record(None, Timestamp::now() + HOUR)).await,
+        "create",
+    );
+    assert_permanent_backend(store.load(&r.id).await, "load");
+    assert_permanent_backend(store.save(&r).await, "save");
+    assert_permanent_backend(store.touch(&r.id, Timestamp::now() + HOUR).await, "touch");
+    assert_permanent_backend(store.delete(&r.id).await, "delete");
+    assert_permanent_backend(
+        store.compare_and_delete(&r.id, 1).await,
+        "compare_and_delete",
+    );
+    assert_permanent_backend(store.list_subject("closed").await, "list_subject");
+    assert_permanent_backend(store.delete_subject("closed").await, "delete_subject");
+    assert_permanent_backend(store.delete_expired().await, "delete_expired");
+}
+
+#[tokio::test]
+async fn closed_pool_is_not_transient_sqlite() {
+    let Some(store) = common::sqlite_file_store().await else {
+        return;
+    };
+    closed_pool_is_not_transient(store).await;
+}
+
+#[tokio::test]
+async fn closed_pool_is_not_transient_postgres() {
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
+    closed_pool_is_not_transient(store).await;
+}
+
+#[tokio::test]
+async fn closed_pool_is_not_transient_mysql() {
+    let Some(store) = common::mysql_store().await else {
+        return;
+    };
+    closed_pool_is_not_transient(store).await;
 }

@@ -342,6 +342,9 @@ impl SessionStore for Scoped {
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         self.store.delete(id).await
     }
+    async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        self.store.compare_and_delete(id, version).await
+    }
     async fn list_subject(&self, s: &str) -> Result<Vec<Record>> {
         self.store.list_subject(s).await
     }
