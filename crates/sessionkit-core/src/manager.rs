@@ -335,7 +335,7 @@ impl<T: SessionData> ManagerBuilder<T> {
                 max_payload: 64 * 1024,
                 codec: PayloadCodec::default(),
                 schema: 1,
-                update_retries: 32,
+                update_retries: 100,
                 #[cfg(feature = "encryption")]
                 keys: None,
                 id_hash: Some(IdHash { key: None }),
@@ -520,7 +520,7 @@ impl<T: SessionData> ManagerBuilder<T> {
 
     /// How many times [`SessionManager::update`] retries after a
     /// compare-and-swap conflict before returning [`Error::Conflict`]
-    /// (default 32, with jittered exponential backoff).
+    /// (default 100, with jittered exponential backoff capped at 100 ms: enough for dozens of requests hammering one session at once).
     pub fn update_retries(mut self, retries: u32) -> Self {
         self.config.update_retries = retries;
         self

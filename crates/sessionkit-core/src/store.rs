@@ -17,8 +17,9 @@ use crate::timestamp::Timestamp;
 /// - a record is *live* while `expires_at > now`; an expired record is never
 ///   returned by any method, whatever the backend's TTL mechanism, and never
 ///   blocks a `create`;
-/// - `create` inserts; a live record with the same ID is [`Error::Conflict`],
-///   never an overwrite;
+/// - `create` inserts every field as given, the version included (so a copy
+///   between stores keeps compare-and-swap intact); a live record with the
+///   same ID is [`Error::Conflict`], never an overwrite;
 /// - `save` is compare-and-swap on `version`: it succeeds only when the stored
 ///   version equals `record.version`, writes every field of `record` (except
 ///   `id`) with `version + 1`, and returns that new version; a different
@@ -102,6 +103,66 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Purges expired records (stores without native expiry); returns how
     /// many were removed.
     async fn delete_expired(&self) -> Result<u64>;
+
+    /// One page of the store's live records, for enumerating them all
+    /// (copying sessions to another store, audits). Start with `None` and
+    /// pass each page's [`ScanPage::next`] until it is `None`. A record live
+    /// for the whole enumeration is returned at least once (possibly twice:
+    /// consumers must be idempotent); records created or removed meanwhile
+    /// may or may not appear; expired records never do. `limit` bounds the
+    /// page (a store may return fewer, even none with a `next` cursor). A
+    /// cursor is a plain string, so an interrupted enumeration can resume
+    /// from the last one it saw, in another process.
+    ///
+    /// The default is [`Error::Unsupported`](crate::Error::Unsupported); every sessionkit store
+    /// implements it.
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        let _ = (cursor, limit);
+        Err(crate::Error::Unsupported(
+            "this store cannot enumerate its sessions",
+        ))
+    }
+}
+
+/// Where a [`SessionStore::scan`] goes on: opaque to callers, but a plain
+/// string that can be saved and handed back later.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ScanCursor(String);
+
+impl ScanCursor {
+    /// A cursor from its text (as saved from [`ScanCursor::as_str`]).
+    pub fn new(text: impl Into<String>) -> Self {
+        ScanCursor(text.into())
+    }
+    /// The cursor as text, to save for a later resume.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ScanCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A cursor may embed a (store-side) ID: show only a prefix.
+        let shown: String = self.0.chars().take(6).collect();
+        write!(f, "ScanCursor({shown}…)")
+    }
+}
+
+/// One page of [`SessionStore::scan`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ScanPage {
+    /// Live records of this page.
+    pub records: Vec<Record>,
+    /// Where the next page starts; `None` when the enumeration is complete.
+    pub next: Option<ScanCursor>,
+}
+
+impl ScanPage {
+    /// A page (for store implementations).
+    pub fn new(records: Vec<Record>, next: Option<ScanCursor>) -> Self {
+        ScanPage { records, next }
+    }
 }
 
 #[async_trait]
@@ -129,6 +190,9 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn backend_name(&self) -> &'static str {
         (**self).backend_name()
+    }
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        (**self).scan(cursor, limit).await
     }
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         (**self).list_subject(subject).await

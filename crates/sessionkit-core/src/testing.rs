@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::record::Record;
-use crate::store::SessionStore;
+use crate::store::{ScanCursor, ScanPage, SessionStore};
 use crate::timestamp::Timestamp;
 
 /// An unbounded, mutex-protected map of records. Cloning shares the map.
@@ -118,5 +118,21 @@ impl SessionStore for VecStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         Ok(0)
+    }
+
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        let after = cursor.map(|c| SessionId::parse(c.as_str())).transpose()?;
+        self.with(|map, _| {
+            let mut ids: Vec<&SessionId> = map
+                .keys()
+                .filter(|id| after.is_none_or(|a| **id > a))
+                .collect();
+            ids.sort();
+            let page: Vec<Record> = ids.iter().take(limit).map(|id| map[*id].clone()).collect();
+            let next = (ids.len() > limit)
+                .then(|| page.last().map(|r| ScanCursor::new(r.id.as_str())))
+                .flatten();
+            Ok(ScanPage::new(page, next))
+        })
     }
 }
