@@ -546,6 +546,66 @@ where
     }
 }
 
+/// `create` keeps the version it is given (a copy between stores keeps
+/// compare-and-swap working): a record created at version 7 loads at 7,
+/// saves only from 7, and the save returns 8.
+pub async fn create_keeps_the_given_version<S: SessionStore + ?Sized>(store: &S) {
+    let mut record = fresh_record(Some(&unique_subject("copy")), &b"copied"[..], LONG_TTL);
+    record.version = 7;
+    must_create(store, &record).await;
+    assert_eq!(
+        must_load(store, &record.id).await.map(|r| r.version),
+        Some(7),
+        "create must keep the given version"
+    );
+    let mut stale = record.clone();
+    stale.version = 1;
+    assert!(matches!(store.save(&stale).await, Err(Error::Conflict)));
+    assert_eq!(
+        store
+            .save(&record)
+            .await
+            .expect("save at the copied version"),
+        8
+    );
+}
+
+/// Every live record is enumerated by `scan`, page by page, with cursors
+/// that survive a round trip through their text; expired records never
+/// appear; a page never exceeds its limit.
+pub async fn scan_enumerates_every_live_record<S: SessionStore + ?Sized>(store: &S) {
+    let subject = unique_subject("scan");
+    let mut live = HashSet::new();
+    for i in 0..25 {
+        let record = fresh_record(Some(&subject), vec![i as u8], LONG_TTL);
+        must_create(store, &record).await;
+        live.insert(record.id);
+    }
+    let short = fresh_record(Some(&subject), &b"short"[..], SHORT_TTL);
+    must_create(store, &short).await;
+    wait_until_past(short.expires_at).await;
+    let mut seen = HashSet::new();
+    let mut cursor: Option<sessionkit_core::ScanCursor> = None;
+    for _ in 0..1_000_000 {
+        let page = match store.scan(cursor.as_ref(), 7).await {
+            Ok(page) => page,
+            Err(e) => panic!("scan failed: {e:?}"),
+        };
+        assert!(page.records.len() <= 7, "a scan page exceeded its limit");
+        for record in page.records {
+            assert!(record.id != short.id, "scan returned an expired record");
+            seen.insert(record.id);
+        }
+        match page.next {
+            // Through text, as a resumed copy would.
+            Some(next) => cursor = Some(sessionkit_core::ScanCursor::new(next.as_str().to_owned())),
+            None => break,
+        }
+    }
+    let missing = live.difference(&seen).count();
+    assert_eq!(missing, 0, "scan missed {missing} of 25 live records");
+}
+
 /// `list_subject` returns every live record of one subject and nothing of
 /// any other subject (nor records without subject).
 pub async fn list_subject_returns_only_that_subject<S: SessionStore + ?Sized>(store: &S) {

@@ -888,3 +888,54 @@ pub async fn subject_limit_holds_under_concurrent_logins(store: Arc<dyn SessionS
         }
     }
 }
+
+/// `scan` while sessions are created and deleted: every record live for
+/// the whole enumeration is returned (at least once), and nothing it
+/// returns is a record deleted before the scan started.
+pub async fn scan_during_churn_sees_every_stable_record(store: Arc<dyn SessionStore>) {
+    let subject = unique_subject("scan-churn");
+    let mut stable = Vec::new();
+    for _ in 0..60 {
+        let r = fresh_record(Some(&subject), &b"stable"[..], LONG_TTL);
+        store.create(&r).await.expect("create");
+        stable.push(r.id);
+    }
+    let gone = fresh_record(Some(&subject), &b"gone"[..], LONG_TTL);
+    store.create(&gone).await.expect("create");
+    store.delete(&gone.id).await.expect("delete");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = tokio::spawn({
+        let (store, stop, subject) = (Arc::clone(&store), Arc::clone(&stop), subject.clone());
+        async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 2_000 {
+                let r = fresh_record(Some(&subject), &b"churn"[..], LONG_TTL);
+                store.create(&r).await.expect("churn create");
+                store.delete(&r.id).await.expect("churn delete");
+                n += 1;
+            }
+        }
+    });
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = None;
+    for _ in 0..1_000_000 {
+        let page = store.scan(cursor.as_ref(), 16).await.expect("scan");
+        seen.extend(page.records.into_iter().map(|r| r.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.await.expect("churn task");
+    let missing = stable.iter().filter(|id| !seen.contains(id)).count();
+    assert_eq!(
+        missing, 0,
+        "scan under churn missed {missing} of 60 stable records"
+    );
+    assert!(
+        !seen.contains(&gone.id),
+        "scan returned a record deleted before it started"
+    );
+    let _ = store.delete_subject(&subject).await;
+}

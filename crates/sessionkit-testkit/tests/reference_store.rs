@@ -116,6 +116,29 @@ impl SessionStore for ReferenceStore {
     async fn delete_expired(&self) -> Result<u64> {
         Ok(0)
     }
+    async fn scan(
+        &self,
+        cursor: Option<&sessionkit_core::ScanCursor>,
+        limit: usize,
+    ) -> Result<sessionkit_core::ScanPage> {
+        let after = cursor.map(|c| SessionId::parse(c.as_str())).transpose()?;
+        self.with(|m| {
+            let mut ids: Vec<SessionId> = m
+                .keys()
+                .copied()
+                .filter(|id| after.is_none_or(|a| *id > a))
+                .collect();
+            ids.sort();
+            let page: Vec<Record> = ids.iter().take(limit).map(|id| m[id].clone()).collect();
+            let next = (ids.len() > limit)
+                .then(|| {
+                    page.last()
+                        .map(|r| sessionkit_core::ScanCursor::new(r.id.as_str()))
+                })
+                .flatten();
+            Ok(sessionkit_core::ScanPage::new(page, next))
+        })
+    }
 }
 
 async fn reference() -> Option<ReferenceStore> {
