@@ -49,6 +49,7 @@
 //! | `redis` / `redis-cluster` | [`redis`]: Redis and Redis Cluster store, pub/sub invalidation |
 //! | `sqlite` / `postgres` / `mysql` | [`sql`]: the SQL store on that database |
 //! | `axum` | [`axum`]: tower layer and axum extractor |
+//! | `tower-sessions` | [`tower_sessions`]: any sessionkit store as a tower-sessions 0.14 / axum-login 0.18 `SessionStore` |
 //!
 //! The crates behind the features can also be used on their own:
 //! `sessionkit-core` (the contract), `sessionkit-memory`, `sessionkit-jwt`,
@@ -95,6 +96,13 @@ pub mod sql {
 #[cfg(feature = "axum")]
 pub mod axum {
     pub use sessionkit_axum::*;
+}
+
+/// Any sessionkit store as a tower-sessions `SessionStore`, for
+/// tower-sessions 0.14 and axum-login 0.18 applications.
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions {
+    pub use sessionkit_tower_sessions::*;
 }
 
 /// The README's code blocks, compiled and run as doctests.
