@@ -228,7 +228,7 @@ async fn cluster_reshard_and_rebalance_under_a_64_task_workload() {
     };
     // 1. Resharding under load. The redis crate's cluster connection may
     // wedge while slots move; the store replaces it after a few timeouts in a
-    // row, so retryable errors (those timeouts) are allowed, nothing else.
+    // row, so transient errors (those timeouts) are allowed, nothing else.
     let mut w = Workload::new(store.clone(), slots.clone(), 64);
     w.faults = true;
     let stop = Arc::new(AtomicBool::new(false));
@@ -383,7 +383,7 @@ async fn cluster_master_failover_under_a_64_task_workload() {
     probe.abort();
     println!(
         "[failover] master :{victim_port} killed; {answered} sessions answered, {never} never did within 30 s; window {window:?} after the kill; \
-         ops {} updates {}, retryable errors in the window {} (slowest {:?}), unexpected {}: {:?}",
+         ops {} updates {}, transient errors in the window {} (slowest {:?}), unexpected {}: {:?}",
         rep.ops,
         rep.updates,
         rep.retryable_errors,

@@ -3,8 +3,8 @@
 //! Redis paused (SIGSTOP/SIGCONT), the cache's invalidation subscription
 //! cut, and PostgreSQL / MariaDB connections terminated server-side.
 //!
-//! For each: no panic, every failed call is a typed retryable error
-//! (`Backend { retryable: true }` or `Timeout`) returned within a bound
+//! For each: no panic, every failed call is a typed transient error
+//! (`Backend { transient: true }` or `Timeout`) returned within a bound
 //! derived from the configured timeouts, the same store objects recover
 //! without being rebuilt, and every acknowledged write is there at the end
 //! (per-session counters: a counter below the acknowledged saves is a lost
@@ -52,7 +52,7 @@ where
 fn assert_run(name: &str, rep: &Report, bound: Duration) {
     println!(
         "[{name}] ops {} ({:.0}/s): loads {} updates {} conflicts {} creates {} deletes {}; \
-         retryable errors {} (slowest {:?}); stale reads {}; unexpected {}",
+         transient errors {} (slowest {:?}); stale reads {}; unexpected {}",
         rep.ops,
         rep.ops_per_sec(),
         rep.loads,

@@ -240,7 +240,7 @@ pub struct Slot {
     pub id: SessionId,
     /// Saves acknowledged (`Ok`) by the store.
     pub acked: AtomicU64,
-    /// Saves that failed with a retryable error: applied or not, unknown.
+    /// Saves that failed with a transient error: applied or not, unknown.
     pub in_doubt: AtomicU64,
 }
 
@@ -297,17 +297,17 @@ impl Report {
         }
     }
 
-    /// Counts a failed call: retryable errors are allowed when `faults`.
+    /// Counts a failed call: transient errors are allowed when `faults`.
     fn error(&mut self, op: &str, e: &Error, took: Duration, faults: bool) {
-        let retryable = matches!(
+        let transient = matches!(
             e,
             Error::Timeout(_)
                 | Error::Backend {
-                    retryable: true,
+                    transient: true,
                     ..
                 }
         );
-        if faults && retryable {
+        if faults && transient {
             self.retryable_errors += 1;
             self.slowest_error = self.slowest_error.max(took);
         } else {
@@ -324,7 +324,7 @@ pub struct Workload {
     pub stores: Vec<Arc<dyn SessionStore>>,
     pub slots: Arc<Vec<Slot>>,
     pub tasks: usize,
-    /// Whether retryable errors are expected (a fault is being injected).
+    /// Whether transient errors are expected (a fault is being injected).
     pub faults: bool,
     /// Whether a load may return an older state than acknowledged (several
     /// cached instances).
@@ -361,7 +361,7 @@ pub async fn populate(store: Arc<dyn SessionStore>, n: usize, subject: &str) -> 
                 loop {
                     match store.create(&r).await {
                         Ok(()) => break,
-                        Err(e) if e.is_retryable() && tries < 20 => {
+                        Err(e) if e.is_transient() && tries < 20 => {
                             tries += 1;
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
