@@ -1,6 +1,7 @@
 //! JWT: encode and verify through `JwtCodec` beside raw jsonwebtoken with the
 //! same key (HS256), header (`kid`) and claims; and verify plus a revocation
-//! check through a `CachedStore<MemoryStore>` beside raw verify.
+//! check through a `CachedStore<MemoryStore>` beside raw verify; and hybrid
+//! sessions: access-token verification and a refresh (see `hybrid`).
 
 mod common;
 
@@ -13,7 +14,9 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sessionkit::jwt::{Algorithm, JwtCodec, Key, KeyRing};
 use sessionkit::memory::{CachedStore, MemoryStore};
-use sessionkit::{RevocationList, SessionId, Timestamp, TokenClaims, TokenCodec};
+use sessionkit::{
+    HybridManager, RevocationList, SessionId, SessionStore, Timestamp, TokenClaims, TokenCodec,
+};
 
 const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 const ISSUER: &str = "https://auth.example";
@@ -163,9 +166,114 @@ fn jwt(c: &mut Criterion) {
     }
 }
 
+/// Hybrid sessions: verifying an access token (`HybridManager::verify`:
+/// JWT verify plus the revocation check, answered by the cache) beside raw
+/// jsonwebtoken verify of the same token; and a refresh (family load,
+/// revocation check, compare-and-swap save, signing the new access token)
+/// beside a raw store round trip (load + save) on the same `MemoryStore`.
+fn hybrid(c: &mut Criterion) {
+    #[derive(Serialize, Deserialize)]
+    struct Profile {
+        name: String,
+        roles: Vec<String>,
+    }
+    let rt = common::runtime();
+    let codec = JwtCodec::builder(
+        KeyRing::new(Key::secret("k1", Algorithm::HS256, SECRET).expect("key")).expect("ring"),
+    )
+    .issuer(ISSUER)
+    .audience(AUDIENCE)
+    .leeway(Duration::from_secs(30))
+    .build()
+    .expect("codec");
+    let revocations = RevocationList::new(Arc::new(
+        CachedStore::builder(MemoryStore::new())
+            .max_staleness(Duration::from_secs(600))
+            .build()
+            .expect("cached store"),
+    ));
+    let families = MemoryStore::new();
+    let manager = HybridManager::<Profile>::builder(families.clone(), codec, revocations)
+        .secret([9u8; 32])
+        .build()
+        .expect("hybrid manager");
+    let profile = Profile {
+        name: "user-42".into(),
+        roles: vec!["reader".into(), "writer".into()],
+    };
+    let label = "profile";
+    let pair = rt
+        .block_on(manager.login("user-42", &profile))
+        .expect("login");
+    let access = pair.access_token().to_owned();
+    eprintln!(
+        "hybrid: access token {} bytes, refresh token {} bytes",
+        access.len(),
+        pair.refresh_token().len()
+    );
+    let dec = DecodingKey::from_secret(SECRET);
+    let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    validation.leeway = 30;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    jsonwebtoken::decode::<RawClaims>(&access, &dec, &validation)
+        .expect("raw reads the access token");
+
+    let mut g = c.benchmark_group("jwt/hybrid_verify");
+    g.bench_function(BenchmarkId::new("sessionkit", label), |b| {
+        b.to_async(&rt).iter(|| async {
+            manager
+                .verify(std::hint::black_box(&access))
+                .await
+                .expect("verify")
+        })
+    });
+    g.bench_function(BenchmarkId::new("raw", label), |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<RawClaims>(std::hint::black_box(&access), &dec, &validation)
+                .expect("verify")
+        })
+    });
+    g.finish();
+
+    // Each refresh consumes the token it presents: iterate on the chain.
+    let current = std::sync::Mutex::new(pair.refresh_token().to_owned());
+    let record = {
+        let now = Timestamp::now();
+        sessionkit::Record::new(
+            SessionId::generate(),
+            Some("user-42".into()),
+            serde_json::to_vec(&profile).expect("json"),
+            now,
+            now + Duration::from_secs(24 * 3600),
+        )
+    };
+    rt.block_on(families.create(&record)).expect("create");
+    let mut g = c.benchmark_group("jwt/hybrid_refresh");
+    g.bench_function(BenchmarkId::new("sessionkit", label), |b| {
+        b.to_async(&rt).iter(|| async {
+            let token = current.lock().expect("lock").clone();
+            let next = manager.refresh(&token).await.expect("refresh");
+            *current.lock().expect("lock") = next.refresh_token().to_owned();
+        })
+    });
+    g.bench_function(BenchmarkId::new("raw", label), |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut loaded = families
+                .load(std::hint::black_box(&record.id))
+                .await
+                .expect("load")
+                .expect("live");
+            loaded.version = families.save(&loaded).await.expect("save");
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = jwt
+    targets = jwt, hybrid
 }
 criterion_main!(benches);

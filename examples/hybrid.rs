@@ -1,103 +1,145 @@
-//! Hybrid: short-lived stateless access tokens (JWTs, checked without any
-//! store lookup beyond the revocation list) plus a stateful refresh session
-//! that rotates on every use, with refresh-token reuse detection as RFC 9700
-//! (OAuth 2.0 Security Best Current Practice, section 4.14.2) describes it.
+//! Hybrid sessions: short-lived access tokens (JWTs, checked with no store
+//! lookup beyond the revocation list) plus refresh tokens that rotate on
+//! every use, with reuse detection as RFC 9700 (OAuth 2.0 Security Best
+//! Current Practice, section 4.14.2) describes it. The library does the
+//! work: `HybridManager` in the core, `Hybrid` in the axum integration.
 //!
 //! ```text
-//! cargo run --example hybrid --features axum,jwt,memory
+//! SESSIONKIT_JWT_SECRET=... SESSIONKIT_REFRESH_SECRET=... \
+//!     cargo run --example hybrid --features axum,jwt,memory
 //! SESSIONKIT_EXAMPLE_SELFTEST=1 cargo run --example hybrid --features axum,jwt,memory
 //! ```
 //!
-//! - `POST /login?user=..&password=password` returns
-//!   `{access_token, refresh_token}`. The access token is a JWT valid for
-//!   five minutes; send it as `Authorization: Bearer` to `/api/*`.
-//! - `POST /refresh` with `{"refresh_token": ..}` returns a new pair. The
-//!   refresh token is single-use: its session gets a new ID on every use
-//!   (`SessionManager::rotate`), so the one just presented dies.
-//! - Presenting a refresh token that was already used means two parties
-//!   hold the same token family (the legitimate client and a thief, in some
-//!   order). The server cannot tell which is which, so it revokes the whole
-//!   family: the current refresh session and the access token it issued
-//!   last. Both parties must log in again.
-//! - `POST /logout` with the refresh token ends the family the same way.
+//! Two secrets of at least 32 bytes each: `SESSIONKIT_JWT_SECRET` signs the
+//! access tokens, `SESSIONKIT_REFRESH_SECRET` authenticates the refresh
+//! tokens. Without them the example refuses to start, unless
+//! `SESSIONKIT_DEMO_RANDOM_SECRET=1` (or the self-test) asks for throwaway
+//! random keys for this run only.
 //!
-//! A refresh token here is `<family>.<session id>`. The family part is a
-//! random identifier shared by all refresh tokens of one login, stored as
-//! the refresh session's subject (`family:<id>`), so that a replayed, dead
-//! session ID still leads to its family. Refresh tokens belong in the
-//! client's secure storage (or an HttpOnly cookie scoped to `/refresh`),
-//! never next to the access token in script-readable storage.
+//! - `POST /login?user=..&password=password` returns `{access_token,
+//!   refresh_token, expires_in, ...}`. Send the access token as
+//!   `Authorization: Bearer` to `/api/*`.
+//! - `POST /refresh` with `{"refresh_token": ..}` returns a new pair; the
+//!   refresh token presented dies. Presenting it again means that two
+//!   parties hold it (the client and a thief): the whole family, every
+//!   refresh and access token issued since that login, is ended, and the
+//!   answer is 401 with `"reason": "reused"`.
+//! - `POST /logout` with the refresh token ends the family.
+//! - `GET /api/devices` lists the user's logins; `POST /api/logout-everywhere`
+//!   ends them all.
 //!
-//! Two concurrent refreshes with the same token also count as reuse (one
-//! wins, the other finds its token dead): clients must serialise refreshes.
+//! This example carries the refresh token in JSON bodies (an API or mobile
+//! client). For browsers, the default `HybridConfig` puts it in an HttpOnly
+//! cookie scoped to `/auth` instead, out of reach of scripts.
 
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::Query;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sessionkit::axum::{BearerConfig, SessionError, SessionHandle, SessionLayer};
+use sessionkit::axum::{Authenticated, Hybrid, HybridConfig, HybridError, RefreshTransport};
 use sessionkit::jwt::{Algorithm, JwtCodec, Key, KeyRing};
 use sessionkit::memory::MemoryStore;
-use sessionkit::{Error, RevocationList, SessionId, SessionManager};
+use sessionkit::{HybridManager, RevocationList, SessionId};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The access token's data (kept tiny: it travels with every request).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Access {
-    user: String,
-}
-
-/// The refresh session's data (server-side only).
+/// What every access token carries (keep it small: it travels with every
+/// request).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Refresh {
-    user: String,
-    /// How many times this family was refreshed.
-    generation: u64,
-    /// The last access token issued from this family, to revoke it along
-    /// with the family.
-    last_access: String,
+struct Profile {
+    name: String,
 }
 
-const ACCESS_LIFETIME: Duration = Duration::from_secs(5 * 60);
+fn selftest_mode() -> bool {
+    std::env::var_os("SESSIONKIT_EXAMPLE_SELFTEST").is_some()
+}
 
-#[derive(Clone)]
-struct App {
-    access: SessionManager<Access>,
-    refresh: SessionManager<Refresh>,
+/// A secret of at least 32 bytes from the environment variable `var`.
+/// Without it: an error, unless `SESSIONKIT_DEMO_RANDOM_SECRET=1` or the
+/// self-test asks for a random key for this run only. There is no built-in
+/// key: a key in the source code signs tokens anyone can forge.
+fn secret(var: &str) -> Result<Vec<u8>, String> {
+    match std::env::var(var) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret.into_bytes()),
+        Ok(_) => return Err(format!("{var} is shorter than 32 bytes")),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(format!("{var} is not valid UTF-8"));
+        }
+        Err(std::env::VarError::NotPresent) => {}
+    }
+    let demo = std::env::var("SESSIONKIT_DEMO_RANDOM_SECRET").is_ok_and(|v| v == "1");
+    if !demo && !selftest_mode() {
+        return Err(format!(
+            "{var} is not set. Set it to a random secret of at least 32 bytes (for \
+             example `openssl rand -base64 48`), or set SESSIONKIT_DEMO_RANDOM_SECRET=1 \
+             to try the example with a throwaway key"
+        ));
+    }
+    eprintln!(
+        "warning: {var} is not set; DEMO MODE: using a random key made for this run \
+         only (tokens end when the process stops). Never run a deployment like this."
+    );
+    // 2 x 128 bits from the operating system's CSPRNG.
+    let mut key = SessionId::try_generate()
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    key.extend_from_slice(
+        &SessionId::try_generate()
+            .map_err(|e| e.to_string())?
+            .to_bytes(),
+    );
+    Ok(key)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let secret = std::env::var("SESSIONKIT_JWT_SECRET")
-        .map(String::into_bytes)
-        .unwrap_or_else(|_| b"demo key: never use this one outside the example".to_vec());
-    let codec = JwtCodec::builder(KeyRing::new(Key::secret(
-        "demo-1",
-        Algorithm::HS256,
-        &secret,
-    )?)?)
-    .issuer("sessionkit-hybrid")
-    .build()?;
-    // Access tokens: stateless, short, not extended on use.
-    let access =
-        SessionManager::<Access>::stateless(codec, RevocationList::new(MemoryStore::new()))
-            .idle_timeout(ACCESS_LIFETIME)
-            .absolute_timeout(ACCESS_LIFETIME)
-            .touch_interval(ACCESS_LIFETIME - Duration::from_millis(1))
-            .build()?;
-    // Refresh sessions: stateful, long-lived, rotated on every use.
-    let refresh = SessionManager::<Refresh>::stateful(MemoryStore::new())
-        .idle_timeout(Duration::from_secs(14 * 24 * 3600))
-        .absolute_timeout(Duration::from_secs(30 * 24 * 3600))
+    let (jwt_secret, refresh_secret) = match (
+        secret("SESSIONKIT_JWT_SECRET"),
+        secret("SESSIONKIT_REFRESH_SECRET"),
+    ) {
+        (Ok(jwt), Ok(refresh)) => (jwt, refresh),
+        (Err(why), _) | (_, Err(why)) => {
+            eprintln!("error: refusing to start: {why}");
+            std::process::exit(2);
+        }
+    };
+    let key = Key::secret("access-1", Algorithm::HS256, &jwt_secret)?;
+    let codec = JwtCodec::builder(KeyRing::new(key)?)
+        .issuer("sessionkit-hybrid")
+        .audience("access")
         .build()?;
-    let app = router(App { access, refresh });
+    // Families in one store, revocations in another (Redis or SQL in a
+    // deployment of several instances).
+    let manager = HybridManager::<Profile>::builder(
+        MemoryStore::new(),
+        codec,
+        RevocationList::new(MemoryStore::new()),
+    )
+    .secret(refresh_secret)
+    .access_ttl(Duration::from_secs(5 * 60))
+    .idle_timeout(Duration::from_secs(14 * 24 * 3600))
+    .absolute_timeout(Duration::from_secs(30 * 24 * 3600))
+    .build()?;
+    let hybrid = Hybrid::with_config(
+        manager,
+        HybridConfig::new()
+            .refresh(RefreshTransport::Body)
+            .paths("/refresh", "/logout"),
+    );
+    let app = hybrid.install(
+        Router::new()
+            .route("/login", post(login))
+            .route("/api/me", get(me))
+            .route("/api/devices", get(devices))
+            .route("/api/logout-everywhere", post(logout_everywhere)),
+    );
 
-    if std::env::var_os("SESSIONKIT_EXAMPLE_SELFTEST").is_some() {
+    if selftest_mode() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -113,167 +155,61 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-fn router(app: App) -> Router {
-    let api = Router::new()
-        .route("/api/me", get(me))
-        .layer(SessionLayer::new(app.access.clone()).bearer(BearerConfig::new()));
-    Router::new()
-        .route("/login", post(login))
-        .route("/refresh", post(refresh))
-        .route("/logout", post(logout))
-        .with_state(app)
-        .merge(api)
-}
-
-#[derive(Serialize, Deserialize)]
-struct Tokens {
-    access_token: String,
-    refresh_token: String,
-}
-
 #[derive(Deserialize)]
 struct Credentials {
     user: String,
     password: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct RefreshRequest {
-    refresh_token: String,
-}
-
-fn unauthorized(why: &'static str) -> Response {
-    (StatusCode::UNAUTHORIZED, why).into_response()
-}
-
 async fn login(
-    State(app): State<App>,
+    hybrid: Hybrid<Profile>,
     Query(c): Query<Credentials>,
-) -> Result<Response, SessionError> {
+    headers: HeaderMap,
+) -> Result<Response, HybridError> {
     // Demo credentials check; use a real password hash in an application.
     if c.password != "password" || sessionkit::validate_subject(&c.user).is_err() {
-        return Ok(unauthorized("wrong user or password"));
+        return Ok((StatusCode::UNAUTHORIZED, "wrong user or password").into_response());
     }
-    let access = app
-        .access
-        .create(
-            Some(&c.user),
-            Access {
-                user: c.user.clone(),
-            },
-        )
-        .await?;
-    let family = SessionId::generate();
-    let session = app
-        .refresh
-        .create(
-            Some(&format!("family:{}", family.as_str())),
-            Refresh {
-                user: c.user,
-                generation: 0,
-                last_access: access.ticket().as_str().to_owned(),
-            },
-        )
-        .await?;
-    Ok(Json(Tokens {
-        access_token: access.ticket().as_str().to_owned(),
-        refresh_token: format!("{}.{}", family.as_str(), session.ticket().as_str()),
-    })
-    .into_response())
-}
-
-/// Splits `<family>.<session id>`; `None` for anything malformed.
-fn parse(token: &str) -> Option<(SessionId, String)> {
-    let (family, id) = token.split_once('.')?;
-    Some((SessionId::parse(family).ok()?, id.to_owned()))
-}
-
-async fn refresh(
-    State(app): State<App>,
-    Json(req): Json<RefreshRequest>,
-) -> Result<Response, SessionError> {
-    let Some((family, id)) = parse(&req.refresh_token) else {
-        return Ok(unauthorized("invalid refresh token"));
+    let profile = Profile {
+        name: c.user.clone(),
     };
-    let subject = format!("family:{}", family.as_str());
-    let current = match app.refresh.load(&id).await {
-        Ok(found) => found.filter(|s| s.subject() == Some(subject.as_str())),
-        Err(e) if e.is_invalid_ticket() => None,
-        Err(e) => return Err(e.into()),
-    };
-    let Some(mut session) = current else {
-        // Dead or unknown. If the family is still alive, this is an old,
-        // already used refresh token: reuse. Revoke the whole family.
-        if revoke_family(&app, &subject).await? {
-            return Ok(unauthorized(
-                "refresh token reuse detected: the session family was revoked; log in again",
-            ));
-        }
-        return Ok(unauthorized("invalid refresh token"));
-    };
-    // Claim the token with a compare-and-swap write: of two concurrent
-    // refreshes with the same token, exactly one gets past this point.
-    session.data_mut().generation += 1;
-    match app.refresh.save(&mut session).await {
-        Ok(()) => {}
-        Err(Error::NotFound | Error::Conflict) => {
-            revoke_family(&app, &subject).await?;
-            return Ok(unauthorized("refresh token reuse detected"));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    // New ID: from here on, the presented refresh token is dead.
-    app.refresh.rotate(&mut session).await?;
-    let user = session.data().user.clone();
-    let access = app
-        .access
-        .create(Some(&user), Access { user: user.clone() })
-        .await?;
-    session.data_mut().last_access = access.ticket().as_str().to_owned();
-    app.refresh.save(&mut session).await?;
-    Ok(Json(Tokens {
-        access_token: access.ticket().as_str().to_owned(),
-        refresh_token: format!("{}.{}", family.as_str(), session.ticket().as_str()),
-    })
-    .into_response())
+    hybrid.login(&c.user, &profile, &headers).await
 }
 
-/// Ends every refresh session of the family and revokes the access tokens
-/// they issued last. Returns whether the family was alive.
-async fn revoke_family(app: &App, subject: &str) -> Result<bool, Error> {
-    let members = app.refresh.list_subject(subject).await?;
-    for member in &members {
-        match app.access.destroy(&member.data().last_access).await {
-            Ok(_) => {}
-            // Already expired or revoked: nothing left to revoke.
-            Err(e) if e.is_invalid_ticket() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    app.refresh.destroy_subject(subject).await?;
-    Ok(!members.is_empty())
-}
-
-async fn logout(
-    State(app): State<App>,
-    Json(req): Json<RefreshRequest>,
-) -> Result<Response, SessionError> {
-    if let Some((family, _)) = parse(&req.refresh_token) {
-        revoke_family(&app, &format!("family:{}", family.as_str())).await?;
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+async fn me(user: Authenticated<Profile>) -> Json<Profile> {
+    Json(user.data.clone())
 }
 
 #[derive(Serialize, Deserialize)]
-struct Me {
-    user: Option<String>,
+struct Device {
+    this_one: bool,
+    user_agent: Option<String>,
+    refreshes: u64,
 }
 
-async fn me(session: SessionHandle<Access>) -> Result<Response, SessionError> {
-    Ok(match session.get().await? {
-        Some(a) => Json(Me { user: Some(a.user) }).into_response(),
-        None => unauthorized("no valid access token"),
-    })
+async fn devices(
+    hybrid: Hybrid<Profile>,
+    user: Authenticated<Profile>,
+) -> Result<Json<Vec<Device>>, HybridError> {
+    let families = hybrid.manager().families(&user.subject).await?;
+    Ok(Json(
+        families
+            .into_iter()
+            .map(|f| Device {
+                this_one: f.id == user.family,
+                user_agent: f.client.get_user_agent().map(str::to_owned),
+                refreshes: f.generation - 1,
+            })
+            .collect(),
+    ))
+}
+
+async fn logout_everywhere(
+    hybrid: Hybrid<Profile>,
+    user: Authenticated<Profile>,
+) -> Result<StatusCode, HybridError> {
+    hybrid.manager().logout_everywhere(&user.subject).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------- self-test
@@ -287,97 +223,152 @@ fn ensure(ok: bool, what: &str) -> Result<(), BoxError> {
     }
 }
 
+#[derive(Deserialize)]
+struct Tokens {
+    access_token: String,
+    refresh_token: String,
+}
+
 async fn selftest(base: &str) -> Result<(), BoxError> {
     let c = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let me = |token: String| {
-        let (c, url) = (c.clone(), format!("{base}/api/me"));
-        async move { Ok::<StatusCode, BoxError>(c.get(url).bearer_auth(token).send().await?.status()) }
-    };
-    let refresh = |token: String| {
-        let (c, url) = (c.clone(), format!("{base}/refresh"));
+    let login = |user: &'static str| {
+        let (c, url) = (
+            c.clone(),
+            format!("{base}/login?user={user}&password=password"),
+        );
         async move {
             let r = c
                 .post(url)
-                .json(&RefreshRequest {
-                    refresh_token: token,
-                })
+                .header("user-agent", "selftest/1")
                 .send()
                 .await?;
-            Ok::<_, BoxError>(match r.status() {
-                StatusCode::OK => Some(r.json::<Tokens>().await?),
-                _ => None,
-            })
+            Ok::<Tokens, BoxError>(r.error_for_status()?.json().await?)
+        }
+    };
+    let me = |token: &str| {
+        let (c, url, token) = (c.clone(), format!("{base}/api/me"), token.to_owned());
+        async move { Ok::<StatusCode, BoxError>(c.get(url).bearer_auth(token).send().await?.status()) }
+    };
+    let post = |path: &str, token: &str| {
+        let (c, url) = (c.clone(), format!("{base}{path}"));
+        let body = serde_json::json!({ "refresh_token": token });
+        async move { Ok::<reqwest::Response, BoxError>(c.post(url).json(&body).send().await?) }
+    };
+    let refresh = |token: &str| {
+        let r = post("/refresh", token);
+        async move {
+            let r = r.await?;
+            if r.status() == StatusCode::OK {
+                Ok::<_, BoxError>(Ok(r.json::<Tokens>().await?))
+            } else {
+                let body: serde_json::Value = r.json().await?;
+                Ok(Err(body["reason"].as_str().unwrap_or("").to_owned()))
+            }
         }
     };
 
-    let t1: Tokens = c
-        .post(format!("{base}/login?user=alice&password=password"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let t1 = login("alice").await?;
     ensure(
-        me(t1.access_token.clone()).await? == StatusCode::OK,
+        me(&t1.access_token).await? == StatusCode::OK,
         "access token works",
     )?;
-
-    let t2 = refresh(t1.refresh_token.clone())
+    let t2 = refresh(&t1.refresh_token)
         .await?
-        .ok_or("refresh 1")?;
+        .map_err(|r| format!("refresh 1: {r}"))?;
     ensure(
         t2.refresh_token != t1.refresh_token,
         "the refresh token rotates",
     )?;
-    let t3 = refresh(t2.refresh_token.clone())
+    let t3 = refresh(&t2.refresh_token)
         .await?
-        .ok_or("refresh 2")?;
+        .map_err(|r| format!("refresh 2: {r}"))?;
     ensure(
-        me(t3.access_token.clone()).await? == StatusCode::OK,
+        me(&t3.access_token).await? == StatusCode::OK,
         "new access token works",
     )?;
 
-    // A thief replays the first refresh token: reuse detected.
+    // A thief replays the first refresh token: the family ends, all of it.
     ensure(
-        refresh(t1.refresh_token.clone()).await?.is_none(),
-        "a used refresh token is refused",
+        refresh(&t1.refresh_token).await?.err().as_deref() == Some("reused"),
+        "a used refresh token is refused as reused",
     )?;
     ensure(
-        refresh(t3.refresh_token.clone()).await?.is_none(),
-        "the whole family is revoked, the current refresh token too",
+        refresh(&t3.refresh_token).await?.is_err(),
+        "the current refresh token is dead too",
     )?;
+    for (i, t) in [&t1, &t2, &t3].iter().enumerate() {
+        ensure(
+            me(&t.access_token).await? == StatusCode::UNAUTHORIZED,
+            &format!("access token {} of the family is revoked", i + 1),
+        )?;
+    }
     ensure(
-        me(t3.access_token.clone()).await? == StatusCode::UNAUTHORIZED,
-        "the family's last access token is revoked",
-    )?;
-    ensure(
-        refresh("garbage".into()).await?.is_none(),
-        "a malformed refresh token is refused",
+        refresh("garbage").await?.err().as_deref() == Some("malformed"),
+        "a malformed refresh token is a 401, not a 500",
     )?;
 
-    // A clean logout ends the family as well.
-    let t: Tokens = c
-        .post(format!("{base}/login?user=bob&password=password"))
+    // Two concurrent refreshes with one token: one wins, the duplicate is
+    // reuse, the family ends.
+    for _ in 0..20 {
+        let t = login("carol").await?;
+        let (a, b) = tokio::join!(refresh(&t.refresh_token), refresh(&t.refresh_token));
+        let (a, b) = (a?, b?);
+        ensure_quiet(
+            a.is_ok() != b.is_ok(),
+            "exactly one concurrent refresh wins",
+        )?;
+        let winner = a.or(b).map_err(|_| "no winner")?;
+        ensure_quiet(
+            me(&winner.access_token).await? == StatusCode::UNAUTHORIZED,
+            "the winner's access token dies with the family",
+        )?;
+    }
+    println!("ok: 20 races of two concurrent refreshes, never two winners");
+
+    // Devices, logout, logout everywhere.
+    let phone = login("bob").await?;
+    let laptop = login("bob").await?;
+    let devices: Vec<Device> = c
+        .get(format!("{base}/api/devices"))
+        .bearer_auth(&laptop.access_token)
         .send()
         .await?
         .json()
         .await?;
-    let r = c
-        .post(format!("{base}/logout"))
-        .json(&RefreshRequest {
-            refresh_token: t.refresh_token.clone(),
-        })
-        .send()
-        .await?;
+    ensure(
+        devices.len() == 2 && devices.iter().filter(|d| d.this_one).count() == 1,
+        "the devices list shows both logins, this one marked",
+    )?;
+    let r = post("/logout", &phone.refresh_token).await?;
     ensure(r.status() == StatusCode::NO_CONTENT, "logout")?;
     ensure(
-        refresh(t.refresh_token).await?.is_none(),
-        "refresh after logout refused",
+        me(&phone.access_token).await? == StatusCode::UNAUTHORIZED,
+        "the access token after logout is refused",
     )?;
     ensure(
-        me(t.access_token).await? == StatusCode::UNAUTHORIZED,
-        "access token after logout refused",
+        me(&laptop.access_token).await? == StatusCode::OK,
+        "the other device is still logged in",
+    )?;
+    let r = c
+        .post(format!("{base}/api/logout-everywhere"))
+        .bearer_auth(&laptop.access_token)
+        .send()
+        .await?;
+    ensure(r.status() == StatusCode::NO_CONTENT, "log out everywhere")?;
+    ensure(
+        me(&laptop.access_token).await? == StatusCode::UNAUTHORIZED
+            && refresh(&laptop.refresh_token).await?.is_err(),
+        "every device is logged out",
     )?;
     Ok(())
+}
+
+fn ensure_quiet(ok: bool, what: &str) -> Result<(), BoxError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("self-test failed: {what}").into())
+    }
 }

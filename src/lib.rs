@@ -131,4 +131,6 @@ mod guide {
     mod security {}
     #[doc = include_str!("../docs/migrating-from-tower-sessions.md")]
     mod migrating {}
+    #[doc = include_str!("../docs/hybrid.md")]
+    mod hybrid {}
 }

@@ -37,7 +37,8 @@
 //! }
 //!
 //! async fn add(session: SessionHandle<App>) -> Result<&'static str, SessionError> {
-//!     // Atomic: a concurrent request cannot make this change get lost.
+//!     // Stateful: atomic, a concurrent request cannot make this change get
+//!     // lost. (Stateless: last writer wins per token; see below.)
 //!     match session.update(|app| app.cart.push("apple".into())).await? {
 //!         Some(()) => Ok("added"),
 //!         None => Ok("no session"),
@@ -66,22 +67,84 @@
 //!   ID (new sessions always get a server-generated ID).
 //! - A backend failure while loading is returned by the [`SessionHandle`]
 //!   method; returned from the handler as [`SessionError`] it becomes 503
-//!   with `Retry-After: 1` when retryable (connection loss, timeout),
-//!   otherwise 500. No session data is sent in either case.
-//! - An automatic save that loses a compare-and-swap race (or finds the
-//!   session deleted meanwhile) replaces the response with 409 Conflict
-//!   ([`SessionLayer::conflict_status`]); a failing save with 503 or 500.
-//!   The handler's changes are never silently dropped.
+//!   with `Retry-After: 1` when transient (connection loss, timeout, a
+//!   transaction the backend aborted without applying it), otherwise 500.
+//!   No session data is sent in either case.
+//! - Stateful: an automatic save that loses a compare-and-swap race (or
+//!   finds the session deleted meanwhile) replaces the response with 409
+//!   Conflict ([`SessionLayer::conflict_status`]); a failing save with 503
+//!   or 500. A change the handler made is either stored or answered with an
+//!   error status, never silently dropped. Stateless mode cannot promise
+//!   that; see below.
+//! - [`SessionHandle::login`] and [`SessionHandle::rotate`] are atomic
+//!   against concurrent requests of the same session: when another request
+//!   logged the session out, logged its user out everywhere, rotated it or
+//!   (stateful) saved it after this request loaded it, they fail, the
+//!   returned [`SessionError`] is a 409 (or the configured conflict
+//!   status), nothing is live under a new ticket and no ticket is sent.
+//!
+//! ## What stateless mode can promise
+//!
+//! With a stateless manager the session *is* the token the client holds;
+//! the server keeps no copy, so there is nothing to compare a change with.
+//!
+//! - Each request works on the data of the token it presented. A change
+//!   (including [`SessionHandle::update`]) re-signs a new token and sends it
+//!   back; the request succeeds.
+//! - Concurrent requests with one token each get their own re-issued token,
+//!   each built from that same starting point: 200 concurrent increments of
+//!   a counter with one token all succeed, and every response carries a
+//!   counter of 1. The client keeps whichever token it stores last: **last
+//!   writer wins, per token**. No compare-and-swap is possible, so changes
+//!   can be lost without any error; keep counters, carts and anything else
+//!   that must not lose an update in a stateful session.
+//! - What *is* enforced: signature, expiry, the idle and absolute timeouts,
+//!   revocation (`destroy` revokes the token ID; a rotation revokes the old
+//!   token, and of concurrent rotations of one token exactly one wins) and
+//!   log-out-everywhere, each checked against the
+//!   [`RevocationList`](sessionkit_core::RevocationList).
+//!
+//! ## Caches and security decisions
+//!
+//! With a `CachedStore` behind the manager (stateful sessions, or a
+//! stateless manager's revocation list), an instance can still serve a
+//! session that another instance just logged out, until the invalidation
+//! message arrives: normally a few milliseconds, at most the cache's
+//! `max_staleness` when publishing or delivering it fails. For a decision
+//! that must not act on such a session (a privileged action, changing a
+//! password or an e-mail address, a payment), call
+//! [`SessionHandle::verify_fresh`] first: it asks the source of truth past
+//! the cache.
+//!
+//! ```
+//! use axum::http::StatusCode;
+//! use sessionkit_axum::{SessionError, SessionHandle};
+//!
+//! # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+//! # struct App { user: Option<String> }
+//! async fn change_password(session: SessionHandle<App>) -> Result<StatusCode, SessionError> {
+//!     if !session.verify_fresh().await? {
+//!         return Ok(StatusCode::UNAUTHORIZED); // logged out elsewhere
+//!     }
+//!     // ... the session is live in the store right now: go ahead.
+//!     Ok(StatusCode::NO_CONTENT)
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod config;
 mod error;
 mod handle;
+mod hybrid;
 mod layer;
 
 pub use config::{BearerConfig, CookieConfig, Transport};
 pub use cookie::SameSite;
 pub use error::SessionError;
-pub use handle::{DataMut, SessionHandle, SessionInfo};
+pub use handle::{SessionHandle, SessionInfo};
+pub use hybrid::{
+    AccessTransport, Authenticated, Hybrid, HybridConfig, HybridError, RefreshTransport,
+    client_info,
+};
 pub use layer::{SessionLayer, SessionService};

@@ -476,7 +476,9 @@ struct FamilyState {
 
 impl FamilyState {
     fn encode(&self) -> Result<Bytes> {
-        serde_json::to_vec(self).map(Bytes::from).map_err(Error::encode)
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .map_err(Error::encode)
     }
 
     fn decode(payload: &[u8]) -> Result<FamilyState> {
@@ -653,7 +655,8 @@ impl<T: SessionData> HybridBuilder<T> {
     }
 
     /// A family expires this long after login however active (default 30
-    /// days).
+    /// days; at least the access-token lifetime). No access token outlives
+    /// it.
     pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
         self.config.absolute_timeout = timeout;
         self
@@ -708,10 +711,14 @@ impl<T: SessionData> HybridBuilder<T> {
                 "the access-token lifetime must be at least one second".into(),
             ));
         }
-        if c.idle_timeout < Duration::from_millis(1) || c.absolute_timeout < Duration::from_millis(1)
-        {
+        if c.idle_timeout < Duration::from_millis(1) {
             return Err(Error::Config(
-                "timeouts must be at least one millisecond".into(),
+                "the idle timeout must be at least one millisecond".into(),
+            ));
+        }
+        if c.absolute_timeout < c.access_ttl {
+            return Err(Error::Config(
+                "the absolute timeout must be at least the access-token lifetime".into(),
             ));
         }
         Ok(HybridManager {
@@ -875,10 +882,19 @@ impl<T: SessionData> HybridManager<T> {
 
     /// [`HybridManager::login`], recording what the client said about
     /// itself (shown by [`HybridManager::families`]).
-    pub async fn login_with(&self, subject: &str, data: &T, client: ClientInfo) -> Result<TokenPair> {
+    pub async fn login_with(
+        &self,
+        subject: &str,
+        data: &T,
+        client: ClientInfo,
+    ) -> Result<TokenPair> {
         validate_subject(subject)?;
         let data = serde_json::to_value(data).map_err(Error::encode)?;
-        let c = &self.inner.config;
+        let limit = self.inner.config.max_data;
+        let size = serde_json::to_vec(&data).map_err(Error::encode)?.len();
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
         let now = Timestamp::now();
         let mut key = [0u8; FAMILY_KEY_LEN];
         getrandom::fill(&mut key).map_err(|e| Error::backend(e, false))?;
@@ -960,7 +976,10 @@ impl<T: SessionData> HybridManager<T> {
                 checked = true;
             }
             let now = Timestamp::now();
-            if now >= record.created_at + self.inner.config.absolute_timeout {
+            // Past the absolute timeout, or so close to it that an access
+            // token (whole seconds) would be dead on arrival.
+            let end = record.created_at + self.inner.config.absolute_timeout;
+            if Timestamp::from_secs(end.as_secs()) <= now {
                 return Err(RefreshRejection::Expired.into());
             }
             if presented.generation == state.generation {
@@ -981,7 +1000,10 @@ impl<T: SessionData> HybridManager<T> {
                 };
                 match store.save(&update).await {
                     Ok(_) => {
-                        self.inner.counters.refreshed.fetch_add(1, Ordering::Relaxed);
+                        self.inner
+                            .counters
+                            .refreshed
+                            .fetch_add(1, Ordering::Relaxed);
                         return Ok(TokenPair {
                             access_token,
                             access_expires_at,
@@ -1005,7 +1027,12 @@ impl<T: SessionData> HybridManager<T> {
                     self.sign_access(family, &subject, record.created_at, &state.data, now)?;
                 // A kill that started after the load revokes the family
                 // first: never hand out a token it may not cover.
-                if self.inner.revocations.is_revoked(&family.token_id()).await? {
+                if self
+                    .inner
+                    .revocations
+                    .is_revoked(&family.token_id())
+                    .await?
+                {
                     return Err(RefreshRejection::Revoked.into());
                 }
                 self.inner
@@ -1015,10 +1042,7 @@ impl<T: SessionData> HybridManager<T> {
                 return Ok(TokenPair {
                     access_token,
                     access_expires_at,
-                    refresh_token: self
-                        .inner
-                        .keys
-                        .token(family, state.generation, &family_key),
+                    refresh_token: self.inner.keys.token(family, state.generation, &family_key),
                     refresh_expires_at: record.expires_at,
                     family,
                     generation: state.generation,
@@ -1054,8 +1078,8 @@ impl<T: SessionData> HybridManager<T> {
     pub async fn verify(&self, access_token: &str) -> Result<AccessClaims<T>> {
         let claims = self.inner.codec.decode(access_token)?;
         let malformed = || Error::InvalidToken(TokenRejection::Malformed);
-        let wrapper = AccessData::<serde_json::Value>::deserialize(&claims.data)
-            .map_err(|_| malformed())?;
+        let wrapper =
+            AccessData::<serde_json::Value>::deserialize(&claims.data).map_err(|_| malformed())?;
         if wrapper.kind != ACCESS_KIND {
             return Err(malformed());
         }
@@ -1104,7 +1128,8 @@ impl<T: SessionData> HybridManager<T> {
         let now = Timestamp::now();
         // Kept as long as a family started before now can live, so that a
         // family whose deletion raced this call can never refresh again.
-        let keep = now + c.absolute_timeout + c.access_ttl + self.inner.codec.leeway() + KILL_MARGIN;
+        let keep =
+            now + c.absolute_timeout + c.access_ttl + self.inner.codec.leeway() + KILL_MARGIN;
         self.inner
             .revocations
             .logout_everywhere(subject, now, keep)
@@ -1237,7 +1262,7 @@ impl<T: SessionData> HybridManager<T> {
     fn within_grace(&self, presented: &Presented, state: &FamilyState, now: Timestamp) -> bool {
         let grace = self.inner.config.reuse_grace;
         !grace.is_zero()
-            && presented.generation + 1 == state.generation
+            && presented.generation.checked_add(1) == Some(state.generation)
             && state.rotated_at.is_some_and(|at| now < at + grace)
     }
 
@@ -1258,7 +1283,9 @@ impl<T: SessionData> HybridManager<T> {
         let revocations = &self.inner.revocations;
         let jti = family.token_id();
         let start = Timestamp::now();
-        revocations.revoke(&jti, self.revocation_until(start)).await?;
+        revocations
+            .revoke(&jti, self.revocation_until(start))
+            .await?;
         if let Err(e) = self.inner.store.delete(&family.storage_key()).await {
             let until = self.revocation_until(record_expires_at.max(start));
             if let Err(again) = revocations.revoke(&jti, until).await {
@@ -1288,13 +1315,6 @@ impl<T: SessionData> HybridManager<T> {
             data,
         })
         .map_err(Error::encode)?;
-        let size = serde_json::to_vec(data).map_err(Error::encode)?.len();
-        if size > c.max_data {
-            return Err(Error::TooLarge {
-                size,
-                limit: c.max_data,
-            });
-        }
         let end = (now + c.access_ttl).min(started_at + c.absolute_timeout);
         let expires_at = Timestamp::from_secs(end.as_secs());
         let claims = TokenClaims {
@@ -1339,7 +1359,7 @@ mod tests {
             "x".repeat(REFRESH_TOKEN_LEN),
             format!("{token}A"),
             token[1..].to_owned(),
-            token.replace(|c: char| c == 'A', "+"),
+            token.replace('A', "+"),
         ] {
             if bad == token {
                 continue;

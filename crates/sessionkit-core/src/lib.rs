@@ -98,9 +98,11 @@ mod codec;
 mod encryption;
 mod error;
 mod events;
+mod hybrid;
 mod id;
 mod invalidation;
 mod manager;
+pub mod migrate;
 mod record;
 mod revocation;
 mod store;
@@ -114,12 +116,18 @@ pub use codec::{Envelope, PayloadCodec};
 pub use encryption::PayloadKeys;
 pub use error::{BoxError, Error, Result, TokenRejection};
 pub use events::{EventKind, EventReceiver, SessionEvent};
+pub use hybrid::{
+    AccessClaims, ClientInfo, FamilyId, FamilyInfo, HybridBuilder, HybridManager, HybridStats,
+    MAX_CLIENT_FIELD, MIN_SECRET_LEN, REFRESH_TOKEN_LEN, RefreshError, RefreshRejection, TokenPair,
+};
 pub use id::{ID_BYTES, ID_LEN, SessionId};
 pub use invalidation::{ChannelEvent, Invalidation, InvalidationChannel, InvalidationMessage};
-pub use manager::{ManagerBuilder, ManagerStats, Session, SessionData, SessionManager, Ticket};
+pub use manager::{
+    ManagerBuilder, ManagerStats, Session, SessionData, SessionLimit, SessionManager, Ticket,
+};
 pub use record::{MAX_SUBJECT_LEN, Record, validate_subject};
 pub use revocation::RevocationList;
-pub use store::SessionStore;
+pub use store::{ScanCursor, ScanPage, SessionStore};
 pub use timestamp::Timestamp;
 pub use token::{TokenClaims, TokenCodec};
 

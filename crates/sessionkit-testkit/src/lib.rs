@@ -18,7 +18,10 @@
 //!   racing a logout, log-out-everywhere, another rotation or a save), and
 //!   the same races repeated 200 times concurrently: never a fork, never a
 //!   resurrected session, never a lost save, and a subject index that
-//!   agrees with the sessions after a login races log-out-everywhere.
+//!   agrees with the sessions after a login races log-out-everywhere;
+//! - [`families`]: hybrid refresh-token families over the store (rotation,
+//!   reuse detection, tampering, 200 × 2 and 50 × 10 concurrent refresh
+//!   races, the grace window, log out everywhere).
 //!
 //! # Using it for your own store
 //!
@@ -63,7 +66,7 @@
 //! ```
 //!
 //! The macro expands to one `#[test]` per contract rule and per function in
-//! [`interleavings`], plus `model_based_property` and
+//! [`interleavings`] and [`families`], plus `model_based_property` and
 //! `concurrent_updates_lose_nothing`. Each test
 //! builds its own multi-threaded Tokio runtime (4 workers, time and I/O
 //! enabled), so the calling crate needs no Tokio dev-dependency for the
@@ -183,6 +186,8 @@ macro_rules! conformance_suite {
             compare_and_delete_current_version_removes,
             compare_and_delete_stale_version_conflicts,
             compare_and_delete_missing_is_not_found,
+            create_keeps_the_given_version,
+            scan_enumerates_every_live_record,
             list_subject_returns_only_that_subject,
             delete_subject_removes_only_that_subject,
             subjects_compare_exactly,
@@ -202,12 +207,15 @@ macro_rules! conformance_suite {
             create_vs_delete_subject_index_agrees,
             concurrent_compare_and_delete_one_wins,
             stored_ids_are_not_tickets,
+            subject_limit_holds_under_concurrent_logins,
+            scan_during_churn_sees_every_stable_record,
         );
 
         $crate::conformance_suite!(@families $factory;
             refresh_rotates_single_use,
             refresh_reuse_ends_every_token,
             refresh_tampered_token_ends_nothing,
+            refresh_race_forced_order,
             refresh_race_of_two_one_winner,
             refresh_race_of_ten_one_winner,
             refresh_grace_window_same_token,
