@@ -31,7 +31,7 @@ run() {
   local test="$1"; shift
   echo "=== $test $*"
   # shellcheck disable=SC2086
-  cargo test $PROFILE --all-features --test "$test" -- --nocapture "$@"
+  cargo test $PROFILE -p sessionkit-integration-tests --test "$test" -- --nocapture "$@"
 }
 
 for part in "${parts[@]}"; do

@@ -2,11 +2,9 @@
 //! through the cache, and (Redis) coherence between two application
 //! instances joined by the pub/sub invalidation channel.
 //!
-//! Run with `cargo test --test cached_backends --features redis,sqlite`
+//! Run with `cargo test -p sessionkit-integration-tests --test cached_backends`
 //! (each part runs with its own feature).
-#![cfg(all(feature = "memory", any(feature = "redis", feature = "sqlite")))]
 
-#[cfg(feature = "redis")]
 mod redis_backend {
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
@@ -419,7 +417,6 @@ mod redis_backend {
 
 /// The conformance suite on `CachedStore<SqlStore>` over SQLite (a private
 /// in-memory database per test).
-#[cfg(feature = "sqlite")]
 mod sqlite_backend {
     use sessionkit_memory::CachedStore;
     use sessionkit_sql::SqlStore;

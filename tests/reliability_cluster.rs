@@ -14,8 +14,7 @@
 //! The resharding test runs by default (about 25 s; skipped without
 //! `redis-server` on PATH); the failover test is ignored by default (about a
 //! minute): run both by `scripts/reliability.sh`, or
-//! `cargo test --test reliability_cluster --all-features -- --include-ignored --nocapture`.
-#![cfg(all(feature = "redis-cluster", feature = "memory"))]
+//! `cargo test -p sessionkit-integration-tests --test reliability_cluster -- --include-ignored --nocapture`.
 
 mod reliability_support;
 

@@ -13,9 +13,8 @@
 //! kill tests (`crates/sessionkit-sql/tests/sql.rs`) are the basic versions;
 //! these are the mixed-workload ones.
 //!
-//! `cargo test --test reliability_faults --all-features`; the run length
+//! `cargo test -p sessionkit-integration-tests --test reliability_faults`; the run length
 //! of each phase is `SESSIONKIT_FAULT_SECS` (default 2).
-#![cfg(feature = "memory")]
 
 mod reliability_support;
 
@@ -90,7 +89,6 @@ fn assert_verdict(name: &str, v: &Verdict) {
     );
 }
 
-#[cfg(feature = "redis")]
 mod redis_faults {
     use super::*;
     use sessionkit::redis::{RedisConfig, RedisStore};
@@ -293,7 +291,6 @@ mod redis_faults {
     }
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql_faults {
     use super::*;
     use sessionkit::sql::SqlStore;
@@ -353,7 +350,6 @@ mod sql_faults {
         cleanup(store.as_ref(), &slots).await;
     }
 
-    #[cfg(feature = "postgres")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_connections_terminated_mid_workload() {
         let base = std::env::var("SESSIONKIT_POSTGRES_URL")
@@ -398,7 +394,6 @@ mod sql_faults {
             .await;
     }
 
-    #[cfg(feature = "mysql")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mariadb_connections_killed_mid_workload() {
         let base = std::env::var("SESSIONKIT_MYSQL_URL")

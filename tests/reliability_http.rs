@@ -5,8 +5,7 @@
 //! Every request must be answered (never a panic, never a 5xx) with an
 //! empty session, and nothing the client sent is ever adopted.
 //!
-//! `cargo test --test reliability_http --all-features`.
-#![cfg(all(feature = "axum", feature = "memory", feature = "jwt"))]
+//! `cargo test -p sessionkit-integration-tests --test reliability_http`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

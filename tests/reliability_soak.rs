@@ -7,10 +7,9 @@
 //! and resident memory after warm-up (`VmRSS`) reported and bounded.
 //!
 //! Short by default (5 s a backend, for CI). The long run:
-//! `SESSIONKIT_SOAK_SECS=60 cargo test --release --test reliability_soak --all-features -- --nocapture --test-threads 1`
+//! `SESSIONKIT_SOAK_SECS=60 cargo test --release -p sessionkit-integration-tests --test reliability_soak -- --nocapture --test-threads 1`
 //! (`scripts/reliability.sh` does this). `SESSIONKIT_SOAK_SESSIONS` and
 //! `SESSIONKIT_SOAK_TASKS` change the 10,000 and the 64.
-#![cfg(feature = "memory")]
 
 mod reliability_support;
 
@@ -101,7 +100,6 @@ fn soak_memory_store() {
     });
 }
 
-#[cfg(feature = "sqlite")]
 #[test]
 fn soak_sqlite() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,7 +123,6 @@ fn soak_sqlite() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[cfg(feature = "postgres")]
 #[test]
 fn soak_postgres() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,12 +157,10 @@ fn soak_postgres() {
     });
 }
 
-#[cfg(feature = "redis")]
 fn redis_url() -> String {
     std::env::var("SESSIONKIT_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-#[cfg(feature = "redis")]
 fn redis_config() -> sessionkit::redis::RedisConfig {
     let hex: String = sessionkit::SessionId::generate().to_bytes()[..5]
         .iter()
@@ -174,7 +169,6 @@ fn redis_config() -> sessionkit::redis::RedisConfig {
     sessionkit::redis::RedisConfig::new().prefix(format!("sksoak:{hex}"))
 }
 
-#[cfg(feature = "redis")]
 #[test]
 fn soak_redis() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,7 +181,6 @@ fn soak_redis() {
     });
 }
 
-#[cfg(feature = "redis")]
 #[test]
 fn soak_cached_redis() {
     use sessionkit::InvalidationChannel;
