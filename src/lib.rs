@@ -49,6 +49,7 @@
 //! | `redis` / `redis-cluster` | [`redis`]: Redis and Redis Cluster store, pub/sub invalidation |
 //! | `sqlite` / `postgres` / `mysql` | [`sql`]: the SQL store on that database |
 //! | `axum` | [`axum`]: tower layer and axum extractor |
+//! | `actix` | [`actix`]: actix-web 4 middleware and extractor (same semantics as `axum`) |
 //! | `tower-sessions` | [`tower_sessions`]: any sessionkit store as a tower-sessions 0.14 / axum-login 0.18 `SessionStore` |
 //!
 //! The crates behind the features can also be used on their own:
@@ -96,6 +97,12 @@ pub mod sql {
 #[cfg(feature = "axum")]
 pub mod axum {
     pub use sessionkit_axum::*;
+}
+
+/// The actix-web middleware and extractor.
+#[cfg(feature = "actix")]
+pub mod actix {
+    pub use sessionkit_actix::*;
 }
 
 /// Any sessionkit store as a tower-sessions `SessionStore`, for

@@ -1,8 +1,12 @@
-//! Turning session errors into responses.
+//! Turning session errors into responses (the status table itself is
+//! shared with `sessionkit-actix` through `sessionkit-http`).
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use sessionkit_core::{Error, TokenRejection};
+use sessionkit_core::Error;
+use sessionkit_http::{
+    RETRY_AFTER, body_for, is_conflict, log_handler_error, needs_retry_after, status_for,
+};
 
 /// An error from a session operation in a handler, ready to be returned:
 /// handlers can use `?` on [`SessionHandle`](crate::SessionHandle) calls
@@ -14,7 +18,7 @@ use sessionkit_core::{Error, TokenRejection};
 /// | error | status |
 /// |---|---|
 /// | [`Error::Conflict`]: the session was saved by a concurrent request | 409 Conflict |
-/// | [`Error::NotFound`], [`Error::Revoked`], [`Error::Expired`], [`Error::InvalidToken`] with [`TokenRejection::IssuedBeforeLogout`]: the session was ended, rotated or logged out everywhere by a concurrent request (a lost [`login`](crate::SessionHandle::login) / [`rotate`](crate::SessionHandle::rotate), or a save that found it gone) | 409 Conflict |
+/// | [`Error::NotFound`], [`Error::Revoked`], [`Error::Expired`], [`Error::InvalidToken`] with [`TokenRejection::IssuedBeforeLogout`](sessionkit_core::TokenRejection::IssuedBeforeLogout): the session was ended, rotated or logged out everywhere by a concurrent request (a lost [`login`](crate::SessionHandle::login) / [`rotate`](crate::SessionHandle::rotate), or a save that found it gone) | 409 Conflict |
 /// | [`Error::Backend`] with `transient`, [`Error::Timeout`] | 503 Service Unavailable, `Retry-After: 1` |
 /// | [`Error::Aborted`] (the backend rolled the operation back: a deadlock victim, a serialization failure; nothing was written) | 503 Service Unavailable, `Retry-After: 1` |
 /// | anything else (backend down for good, too large, encoding, ...) | 500 Internal Server Error |
@@ -57,38 +61,7 @@ impl SessionError {
     /// Whether the session was changed, ended or rotated by a concurrent
     /// request (answered with 409 or the configured conflict status).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, SessionError::Session(e) if lost_to_concurrent(e))
-    }
-}
-
-/// Whether a failed session operation means that a concurrent request
-/// changed, ended or rotated the session under this one.
-pub(crate) fn lost_to_concurrent(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Conflict
-            | Error::NotFound
-            | Error::Revoked
-            | Error::Expired
-            | Error::InvalidToken(TokenRejection::IssuedBeforeLogout)
-    )
-}
-
-/// The status for a failed session operation (see [`SessionError`]).
-pub(crate) fn status_for(error: &Error) -> StatusCode {
-    match error {
-        e if lost_to_concurrent(e) => StatusCode::CONFLICT,
-        e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// A short body for a status, with no detail about the failure.
-pub(crate) fn body_for(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::CONFLICT => "the session was changed by another request; try again",
-        StatusCode::SERVICE_UNAVAILABLE => "sessions are temporarily unavailable; try again",
-        _ => "session error",
+        matches!(self, SessionError::Session(e) if is_conflict(e))
     }
 }
 
@@ -102,23 +75,14 @@ impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            SessionError::Session(e) if lost_to_concurrent(e) => tracing::info!(
-                error = %e,
-                "the session changed under the request; answering {status}"
-            ),
-            SessionError::Session(e) => tracing::warn!(
-                error = %e,
-                source = ?std::error::Error::source(e),
-                "session operation failed"
-            ),
+            SessionError::Session(e) => log_handler_error(e, status),
             SessionError::MissingLayer => tracing::error!("{self}"),
         }
         let mut response = (status, body_for(status)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
+        if needs_retry_after(status) {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, RETRY_AFTER);
         }
         if self.is_conflict() {
             response.extensions_mut().insert(ConflictResponse);

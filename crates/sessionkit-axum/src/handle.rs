@@ -1,65 +1,13 @@
 //! The per-request session handle that handlers extract.
 
 use std::fmt;
-use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
-use sessionkit_core::{
-    Error, Result, Session, SessionData, SessionId, SessionManager, Timestamp, TokenRejection,
-};
-use tokio::sync::{Mutex, MutexGuard};
+use sessionkit_core::{Result, SessionData, SessionManager};
+use sessionkit_http::{RequestSession, SessionInfo};
 
 use crate::error::SessionError;
-
-/// What the request's session currently is.
-pub(crate) enum Current<T> {
-    /// No session (none presented, or not valid).
-    Empty,
-    /// A stored session (or, stateless, a verified token).
-    Live(Session<T>),
-    /// Data given to an empty session; the session is created after the
-    /// handler unless the response is a server error.
-    Pending { subject: Option<String>, data: T },
-}
-
-pub(crate) struct State<T> {
-    /// Whether the presented tickets were looked up already.
-    pub(crate) loaded: bool,
-    pub(crate) current: Current<T>,
-    /// The live session's data changed since it was loaded or last written.
-    pub(crate) dirty: bool,
-    /// `destroy` ran: the client must drop its ticket unless it receives a
-    /// new one.
-    pub(crate) cleared: bool,
-    /// The live session's ticket must be sent to the client (it was
-    /// created, rotated or re-issued during this request).
-    pub(crate) send_ticket: bool,
-}
-
-impl<T> State<T> {
-    pub(crate) fn set_live(&mut self, session: Session<T>) {
-        self.send_ticket |= session.ticket_changed();
-        self.current = Current::Live(session);
-    }
-
-    /// The live session turned out to be gone (ended, rotated or expired by
-    /// another request): nothing is left to save or to send. The client's
-    /// ticket is left alone rather than cleared, since a concurrent request
-    /// (a rotation) may just have given the client a new, live one.
-    fn gone(&mut self) {
-        self.current = Current::Empty;
-        self.dirty = false;
-        self.send_ticket = false;
-    }
-}
-
-pub(crate) struct Shared<T> {
-    pub(crate) manager: SessionManager<T>,
-    /// What the request presented, in the order to try.
-    pub(crate) presented: Vec<String>,
-    pub(crate) state: Mutex<State<T>>,
-}
 
 /// The request's session, as handlers see it: an axum extractor, loaded
 /// lazily the first time a method needs it (a handler that never touches
@@ -94,108 +42,45 @@ pub(crate) struct Shared<T> {
 /// arrives (at most the cache's `max_staleness`). Before a security
 /// decision, ask [`verify_fresh`](Self::verify_fresh).
 ///
+/// A thin wrapper over [`RequestSession`], the logic it shares with
+/// `sessionkit-actix`.
+///
 /// Requires the [`SessionLayer`](crate::SessionLayer) for the same `T`;
 /// without it extraction fails with 500.
 pub struct SessionHandle<T> {
-    shared: Arc<Shared<T>>,
+    inner: RequestSession<T>,
 }
 
 impl<T> Clone for SessionHandle<T> {
     fn clone(&self) -> Self {
         SessionHandle {
-            shared: Arc::clone(&self.shared),
+            inner: self.inner.clone(),
         }
     }
 }
 
 impl<T> fmt::Debug for SessionHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionHandle")
-            .field("presented", &self.shared.presented.len())
-            .finish_non_exhaustive()
+        f.debug_tuple("SessionHandle").field(&self.inner).finish()
     }
-}
-
-/// A summary of the request's session, safe to log (the ID is redacted
-/// when displayed through [`SessionId::redacted`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SessionInfo {
-    /// The ID the session is kept under
-    /// ([`Session::id`](sessionkit_core::Session::id)): stateful, a hash of
-    /// the ticket's ID unless ID hashing was turned off; stateless, the
-    /// token ID. Stable until the session is rotated; compare it with the
-    /// IDs of `list_subject`, end other sessions with `destroy_id`. Log it
-    /// redacted (with hashing off it is the credential itself).
-    pub id: SessionId,
-    /// The principal, if any.
-    pub subject: Option<String>,
-    /// When the session started.
-    pub created_at: Timestamp,
-    /// When it expires unless used again.
-    pub expires_at: Timestamp,
 }
 
 impl<T: SessionData> SessionHandle<T> {
     pub(crate) fn new(manager: SessionManager<T>, presented: Vec<String>) -> Self {
         SessionHandle {
-            shared: Arc::new(Shared {
-                manager,
-                presented,
-                state: Mutex::new(State {
-                    loaded: false,
-                    current: Current::Empty,
-                    dirty: false,
-                    cleared: false,
-                    send_ticket: false,
-                }),
-            }),
+            inner: RequestSession::new(manager, presented),
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
-        &self.shared
+    /// The shared per-request session this handle wraps.
+    pub(crate) fn inner(&self) -> &RequestSession<T> {
+        &self.inner
     }
 
     /// The manager behind this session (for `list_subject`,
     /// `destroy_subject` and the like).
     pub fn manager(&self) -> &SessionManager<T> {
-        &self.shared.manager
-    }
-
-    /// Locks the state, loading the session first if no method did yet.
-    /// A backend failure is returned (and the load retried on the next
-    /// call); an invalid ticket is an empty session.
-    async fn state(&self) -> Result<MutexGuard<'_, State<T>>> {
-        let mut state = self.shared.state.lock().await;
-        if !state.loaded {
-            self.load_into(&mut state, false).await?;
-        }
-        Ok(state)
-    }
-
-    /// The first load: the first presented ticket with a live session wins.
-    async fn load_into(&self, state: &mut State<T>, fresh: bool) -> Result<()> {
-        for ticket in &self.shared.presented {
-            let loaded = if fresh {
-                self.shared.manager.load_fresh(ticket).await
-            } else {
-                self.shared.manager.load(ticket).await
-            };
-            match loaded {
-                Ok(Some(session)) => {
-                    state.set_live(session);
-                    break;
-                }
-                Ok(None) => {}
-                Err(e) if e.is_invalid_ticket() => {
-                    tracing::debug!(error = %e, "ignoring an invalid session ticket");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        state.loaded = true;
-        Ok(())
+        self.inner.manager()
     }
 
     /// Asks the source of truth, past any cache, whether the request's
@@ -218,41 +103,13 @@ impl<T: SessionData> SessionHandle<T> {
     /// [`RevocationList`](sessionkit_core::RevocationList) an uncached store
     /// for revocations to be seen here at once.
     pub async fn verify_fresh(&self) -> Result<bool> {
-        let mut guard = self.shared.state.lock().await;
-        let state = &mut *guard;
-        if !state.loaded {
-            // Nothing was read yet: read from the source of truth at once.
-            self.load_into(state, true).await?;
-            return Ok(matches!(state.current, Current::Live(_)));
-        }
-        let ticket = match &state.current {
-            Current::Live(s) => s.ticket().as_str().to_owned(),
-            Current::Pending { .. } | Current::Empty => return Ok(false),
-        };
-        match self.shared.manager.load_fresh(&ticket).await {
-            Ok(Some(fresh)) => {
-                if !state.dirty {
-                    state.set_live(fresh);
-                }
-                Ok(true)
-            }
-            Ok(None) => {
-                state.gone();
-                Ok(false)
-            }
-            Err(e) if e.is_invalid_ticket() => {
-                tracing::debug!(error = %e, "the session is gone (fresh check)");
-                state.gone();
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+        self.inner.verify_fresh().await
     }
 
     /// Whether the request has a session (a live one, or data inserted
     /// into an empty one during this request).
     pub async fn exists(&self) -> Result<bool> {
-        Ok(!matches!(self.state().await?.current, Current::Empty))
+        self.inner.exists().await
     }
 
     /// A copy of the session data, `None` without a session.
@@ -260,17 +117,12 @@ impl<T: SessionData> SessionHandle<T> {
     where
         T: Clone,
     {
-        self.read(T::clone).await
+        self.inner.get().await
     }
 
     /// Reads the session data through `f`; `None` without a session.
     pub async fn read<R>(&self, f: impl FnOnce(&T) -> R) -> Result<Option<R>> {
-        let state = self.state().await?;
-        Ok(match &state.current {
-            Current::Live(s) => Some(f(s.data())),
-            Current::Pending { data, .. } => Some(f(data)),
-            Current::Empty => None,
-        })
+        self.inner.read(f).await
     }
 
     /// Changes the session data through `f` (saved after the handler);
@@ -279,106 +131,40 @@ impl<T: SessionData> SessionHandle<T> {
     /// `f` is a plain closure: it cannot await, so it cannot call other
     /// methods of this handle while the session is borrowed.
     pub async fn modify<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<Option<R>> {
-        let mut state = self.state().await?;
-        let state = &mut *state;
-        Ok(match &mut state.current {
-            Current::Live(s) => {
-                state.dirty = true;
-                Some(f(s.data_mut()))
-            }
-            Current::Pending { data, .. } => Some(f(data)),
-            Current::Empty => None,
-        })
+        self.inner.modify(f).await
     }
 
     /// Replaces the session data. Without a session, starts an anonymous
     /// one holding `data`; it is stored (and its ticket sent) after the
     /// handler, unless the response is a server error.
     pub async fn insert(&self, data: T) -> Result<()> {
-        let mut state = self.state().await?;
-        match &mut state.current {
-            Current::Live(s) => {
-                *s.data_mut() = data;
-                state.dirty = true;
-            }
-            Current::Pending { data: d, .. } => *d = data,
-            Current::Empty => {
-                state.current = Current::Pending {
-                    subject: None,
-                    data,
-                }
-            }
-        }
-        Ok(())
+        self.inner.insert(data).await
     }
 
     /// The session's principal, if there is a session and it has one.
     pub async fn subject(&self) -> Result<Option<String>> {
-        let state = self.state().await?;
-        Ok(match &state.current {
-            Current::Live(s) => s.subject().map(str::to_owned),
-            Current::Pending { subject, .. } => subject.clone(),
-            Current::Empty => None,
-        })
+        self.inner.subject().await
     }
 
     /// Sets the session's principal (saved after the handler). Returns
     /// `false` without a session. At login, follow it with
     /// [`rotate`](Self::rotate), or use [`login`](Self::login).
     pub async fn set_subject(&self, subject: Option<&str>) -> Result<bool> {
-        let mut state = self.state().await?;
-        match &mut state.current {
-            Current::Live(s) => {
-                s.set_subject(subject)?;
-                state.dirty = true;
-                Ok(true)
-            }
-            Current::Pending { subject: sub, .. } => {
-                if let Some(s) = subject {
-                    sessionkit_core::validate_subject(s)?;
-                }
-                *sub = subject.map(str::to_owned);
-                Ok(true)
-            }
-            Current::Empty => Ok(false),
-        }
+        self.inner.set_subject(subject).await
     }
 
     /// ID, subject and timestamps of the live session; `None` without one
     /// (also for a session inserted during this request and not yet
     /// stored).
     pub async fn info(&self) -> Result<Option<SessionInfo>> {
-        let state = self.state().await?;
-        Ok(match &state.current {
-            Current::Live(s) => Some(SessionInfo {
-                id: s.id(),
-                subject: s.subject().map(str::to_owned),
-                created_at: s.created_at(),
-                expires_at: s.expires_at(),
-            }),
-            _ => None,
-        })
+        self.inner.info().await
     }
 
     /// Starts a new session for `subject` holding `data`, now. A session the
     /// request had is destroyed first, so the old ticket dies (nothing the
     /// client presented is ever reused as the new ID).
     pub async fn create(&self, subject: Option<&str>, data: T) -> Result<()> {
-        let mut state = self.state().await?;
-        if let Current::Live(old) = &state.current {
-            match self.shared.manager.destroy(old.ticket().as_str()).await {
-                // Expired or revoked meanwhile: ended already.
-                Ok(_) => {}
-                Err(e) if e.is_invalid_ticket() => {}
-                Err(e) => return Err(e),
-            }
-            state.current = Current::Empty;
-            state.cleared = true;
-        }
-        let session = self.shared.manager.create(subject, data).await?;
-        state.set_live(session);
-        state.dirty = false;
-        Ok(())
+        self.inner.create(subject, data).await
     }
 
     /// Gives the session a new ID (stateful) or token ID (stateless), now;
@@ -392,33 +178,16 @@ impl<T: SessionData> SessionHandle<T> {
     /// [`SessionManager::rotate`](sessionkit_core::SessionManager::rotate)):
     /// when another request destroyed it, logged its subject out
     /// everywhere, rotated it or (stateful) saved it after this request
-    /// loaded it, `rotate` fails with that error ([`Error::NotFound`],
-    /// [`Error::Revoked`], [`Error::InvalidToken`] with
-    /// [`TokenRejection::IssuedBeforeLogout`], or [`Error::Conflict`]),
+    /// loaded it, `rotate` fails with that error ([`Error::NotFound`](sessionkit_core::Error::NotFound),
+    /// [`Error::Revoked`](sessionkit_core::Error::Revoked), [`Error::InvalidToken`](sessionkit_core::Error::InvalidToken) with
+    /// [`TokenRejection::IssuedBeforeLogout`](sessionkit_core::TokenRejection::IssuedBeforeLogout), or [`Error::Conflict`](sessionkit_core::Error::Conflict)),
     /// which [`SessionError`] answers with 409 Conflict (or the layer's
     /// [`conflict_status`](crate::SessionLayer::conflict_status)). Nothing
     /// is live under a new ticket and none is sent to the client; a session
     /// that was ended is empty for the rest of the request. Never a silent
     /// success.
     pub async fn rotate(&self) -> Result<bool> {
-        let mut state = self.state().await?;
-        let state = &mut *state;
-        match &mut state.current {
-            Current::Live(s) => match self.shared.manager.rotate(s).await {
-                Ok(()) => {
-                    state.dirty = false;
-                    state.send_ticket = true;
-                    Ok(true)
-                }
-                Err(e) => {
-                    if is_ended(&e) {
-                        state.gone();
-                    }
-                    Err(e)
-                }
-            },
-            _ => Ok(false),
-        }
+        self.inner.rotate().await
     }
 
     /// Login: makes `subject` the session's principal and rotates its ID,
@@ -430,39 +199,7 @@ impl<T: SessionData> SessionHandle<T> {
     /// (see [`rotate`](Self::rotate)): answered with 409 Conflict, no new
     /// ticket is live or sent, and the principal is not set.
     pub async fn login(&self, subject: &str, data: impl FnOnce() -> T) -> Result<()> {
-        sessionkit_core::validate_subject(subject)?;
-        let mut state = self.state().await?;
-        let state = &mut *state;
-        match &mut state.current {
-            Current::Live(s) => {
-                let before = s.subject().map(str::to_owned);
-                s.set_subject(Some(subject))?;
-                if let Err(e) = self.shared.manager.rotate(s).await {
-                    // Never keep a new principal on the old ID.
-                    s.set_subject(before.as_deref())?;
-                    if is_ended(&e) {
-                        state.gone();
-                    }
-                    return Err(e);
-                }
-                state.dirty = false;
-                state.send_ticket = true;
-            }
-            Current::Pending { .. } => {
-                let Current::Pending { data, .. } =
-                    std::mem::replace(&mut state.current, Current::Empty)
-                else {
-                    unreachable!("matched as pending above")
-                };
-                let session = self.shared.manager.create(Some(subject), data).await?;
-                state.set_live(session);
-            }
-            Current::Empty => {
-                let session = self.shared.manager.create(Some(subject), data()).await?;
-                state.set_live(session);
-            }
-        }
-        Ok(())
+        self.inner.login(subject, data).await
     }
 
     /// Logout: ends the session now (stateful: deletes the record;
@@ -475,23 +212,7 @@ impl<T: SessionData> SessionHandle<T> {
     /// is lost). Their security decisions should use
     /// [`verify_fresh`](Self::verify_fresh).
     pub async fn destroy(&self) -> Result<bool> {
-        let mut state = self.state().await?;
-        let ended = match std::mem::replace(&mut state.current, Current::Empty) {
-            Current::Live(s) => match self.shared.manager.destroy(s.ticket().as_str()).await {
-                Ok(_) => true,
-                // Expired or revoked meanwhile: ended already.
-                Err(e) if e.is_invalid_ticket() => false,
-                Err(e) => {
-                    state.current = Current::Live(s);
-                    return Err(e);
-                }
-            },
-            Current::Pending { .. } => false,
-            Current::Empty => false,
-        };
-        state.dirty = false;
-        state.cleared = true;
-        Ok(ended)
+        self.inner.destroy().await
     }
 
     /// Atomic read-modify-write through
@@ -506,56 +227,13 @@ impl<T: SessionData> SessionHandle<T> {
     /// token is issued, and concurrent requests with one token each succeed
     /// on their own copy and get their own token back; the client keeps
     /// whichever response it stores last (last writer wins per token).
-    pub async fn update<R, F>(&self, mut f: F) -> Result<Option<R>>
+    pub async fn update<R, F>(&self, f: F) -> Result<Option<R>>
     where
         F: FnMut(&mut T) -> R + Send,
         R: Send,
     {
-        let mut state = self.state().await?;
-        let state = &mut *state;
-        match &mut state.current {
-            Current::Empty => Ok(None),
-            Current::Pending { data, .. } => Ok(Some(f(data))),
-            Current::Live(s) => {
-                if state.dirty {
-                    self.shared.manager.save(s).await?;
-                    state.dirty = false;
-                    state.send_ticket |= s.ticket_changed();
-                }
-                let mut out = None;
-                let ticket = s.ticket().as_str().to_owned();
-                match self
-                    .shared
-                    .manager
-                    .update(&ticket, |data| out = Some(f(data)))
-                    .await
-                {
-                    Ok(updated) => state.set_live(updated),
-                    Err(e) if e.is_invalid_ticket() => {
-                        // Deleted, expired or revoked meanwhile.
-                        state.current = Current::Empty;
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e),
-                }
-                Ok(out)
-            }
-        }
+        self.inner.update(f).await
     }
-}
-
-/// Whether `error`, from a rotation of the request's session, means that the
-/// session's ticket is dead: ended, rotated or expired by a concurrent
-/// request (as opposed to saved meanwhile, [`Error::Conflict`], or a
-/// backend failure, after which the session is unchanged).
-fn is_ended(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::NotFound
-            | Error::Revoked
-            | Error::Expired
-            | Error::InvalidToken(TokenRejection::IssuedBeforeLogout)
-    )
 }
 
 impl<S, T> FromRequestParts<S> for SessionHandle<T>

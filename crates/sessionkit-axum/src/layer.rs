@@ -11,15 +11,11 @@ use sessionkit_core::{SessionData, SessionManager};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::config::{BearerConfig, CookieConfig, Transport};
-use crate::error::{ConflictResponse, body_for, lost_to_concurrent, status_for};
-use crate::handle::{Current, SessionHandle};
+use sessionkit_http::SessionConfig;
 
-#[derive(Debug, Clone)]
-struct LayerConfig {
-    transport: Transport,
-    conflict_status: StatusCode,
-}
+use crate::config::{BearerConfig, CookieConfig, Transport};
+use crate::error::ConflictResponse;
+use crate::handle::SessionHandle;
 
 /// A tower [`Layer`] that gives every request a lazily loaded session
 /// ([`SessionHandle`]) and writes it back after the handler.
@@ -67,7 +63,7 @@ struct LayerConfig {
 /// ```
 pub struct SessionLayer<T> {
     manager: SessionManager<T>,
-    config: Arc<LayerConfig>,
+    config: Arc<SessionConfig>,
 }
 
 impl<T> Clone for SessionLayer<T> {
@@ -83,8 +79,8 @@ impl<T> fmt::Debug for SessionLayer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
             .field("manager", &self.manager)
-            .field("transport", &self.config.transport)
-            .field("conflict_status", &self.config.conflict_status)
+            .field("transport", self.config.get_transport())
+            .field("conflict_status", &self.config.get_conflict_status())
             .finish()
     }
 }
@@ -95,10 +91,7 @@ impl<T: SessionData> SessionLayer<T> {
     pub fn new(manager: SessionManager<T>) -> Self {
         SessionLayer {
             manager,
-            config: Arc::new(LayerConfig {
-                transport: Transport::default(),
-                conflict_status: StatusCode::CONFLICT,
-            }),
+            config: Arc::new(SessionConfig::default()),
         }
     }
 
@@ -115,7 +108,8 @@ impl<T: SessionData> SessionLayer<T> {
 
     /// Sets the transport.
     pub fn transport(mut self, transport: Transport) -> Self {
-        Arc::make_mut(&mut self.config).transport = transport;
+        let config = Arc::make_mut(&mut self.config);
+        *config = config.clone().transport(transport);
         self
     }
 
@@ -127,7 +121,8 @@ impl<T: SessionData> SessionLayer<T> {
     /// login or rotation that lost to a concurrent logout, rotation or save
     /// (see [`SessionHandle::rotate`]).
     pub fn conflict_status(mut self, status: StatusCode) -> Self {
-        Arc::make_mut(&mut self.config).conflict_status = status;
+        let config = Arc::make_mut(&mut self.config);
+        *config = config.clone().conflict_status(status);
         self
     }
 
@@ -153,7 +148,7 @@ impl<S, T> Layer<S> for SessionLayer<T> {
 pub struct SessionService<S, T> {
     inner: S,
     manager: SessionManager<T>,
-    config: Arc<LayerConfig>,
+    config: Arc<SessionConfig>,
 }
 
 impl<S: Clone, T> Clone for SessionService<S, T> {
@@ -170,7 +165,7 @@ impl<S: fmt::Debug, T> fmt::Debug for SessionService<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionService")
             .field("inner", &self.inner)
-            .field("transport", &self.config.transport)
+            .field("transport", self.config.get_transport())
             .finish_non_exhaustive()
     }
 }
@@ -192,7 +187,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let presented = self.config.transport.tickets(request.headers());
+        let presented = self.config.tickets(request.headers());
         let handle = SessionHandle::new(self.manager.clone(), presented);
         request.extensions_mut().insert(handle.clone());
         // The clone is ready only if polled; keep the one that was.
@@ -206,10 +201,12 @@ where
     }
 }
 
-/// Saves what the handler changed and hands the ticket to the client.
+/// Saves what the handler changed and hands the ticket to the client (the
+/// policy is [`RequestSession::finish`](sessionkit_http::RequestSession::finish),
+/// shared with `sessionkit-actix`).
 async fn finish<T: SessionData, B: Default>(
     handle: &SessionHandle<T>,
-    config: &LayerConfig,
+    config: &SessionConfig,
     mut response: Response<B>,
 ) -> Response<B> {
     // A handler's SessionError that lost to a concurrent request (a failed
@@ -221,80 +218,12 @@ async fn finish<T: SessionData, B: Default>(
         .is_some()
         && response.status() == StatusCode::CONFLICT
     {
-        *response.status_mut() = config.conflict_status;
+        *response.status_mut() = config.get_conflict_status();
     }
-    let shared = handle.shared();
-    let mut guard = shared.state.lock().await;
-    let state = &mut *guard;
-    let mut failure = None;
-    if !response.status().is_server_error() {
-        match &mut state.current {
-            Current::Live(session) if state.dirty => match shared.manager.save(session).await {
-                Ok(()) => {
-                    state.dirty = false;
-                    state.send_ticket |= session.ticket_changed();
-                }
-                Err(e) if lost_to_concurrent(&e) => {
-                    tracing::info!(
-                        session = %session.id().redacted(),
-                        error = %e,
-                        "session save lost to a concurrent change; answering {}",
-                        config.conflict_status
-                    );
-                    failure = Some(config.conflict_status);
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        session = %session.id().redacted(),
-                        error = %e,
-                        source = ?std::error::Error::source(&e),
-                        "session save failed"
-                    );
-                    failure = Some(status_for(&e));
-                }
-            },
-            Current::Pending { .. } => {
-                let Current::Pending { subject, data } =
-                    std::mem::replace(&mut state.current, Current::Empty)
-                else {
-                    unreachable!("matched as pending above")
-                };
-                match shared.manager.create(subject.as_deref(), data).await {
-                    Ok(session) => state.set_live(session),
-                    Err(e) => {
-                        tracing::warn!(
-                            error = %e,
-                            source = ?std::error::Error::source(&e),
-                            "creating the session failed"
-                        );
-                        failure = Some(status_for(&e));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(status) = failure {
-        tracing::debug!(
-            reason = body_for(status),
-            "replacing the handler's response"
-        );
-        response = Response::new(B::default());
-        *response.status_mut() = status;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
-        }
-    }
-    let headers = response.headers_mut();
-    match &state.current {
-        Current::Live(session) if state.send_ticket || session.ticket_changed() => {
-            config.transport.send(headers, session.ticket().as_str());
-        }
-        _ if state.cleared => config.transport.clear(headers),
-        _ => {}
-    }
+    handle
+        .inner()
+        .finish(config, response.status())
+        .await
+        .apply(&mut response);
     response
 }

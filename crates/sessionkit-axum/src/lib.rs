@@ -19,6 +19,10 @@
 //!   response header (configurable), and after a logout that header is sent
 //!   empty.
 //!
+//! The transport types, the save policy and the error → status table live
+//! in `sessionkit-http`, shared with `sessionkit-actix` (the actix-web
+//! integration), so both frameworks behave the same.
+//!
 //! ## Handlers
 //!
 //! ```
@@ -140,11 +144,11 @@ mod hybrid;
 mod layer;
 
 pub use config::{BearerConfig, CookieConfig, Transport};
-pub use cookie::SameSite;
 pub use error::SessionError;
-pub use handle::{SessionHandle, SessionInfo};
+pub use handle::SessionHandle;
 pub use hybrid::{
     AccessTransport, Authenticated, Hybrid, HybridConfig, HybridError, RefreshTransport,
     client_info,
 };
 pub use layer::{SessionLayer, SessionService};
+pub use sessionkit_http::{SameSite, SessionInfo};

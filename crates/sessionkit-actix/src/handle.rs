@@ -1,0 +1,252 @@
+//! The per-request session handle that handlers extract.
+
+use std::fmt;
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use sessionkit_core::{Result, SessionData, SessionManager};
+use sessionkit_http::{RequestSession, SessionInfo};
+
+use crate::error::SessionError;
+
+/// The request's session, as handlers see it: an actix-web extractor, loaded
+/// lazily the first time a method needs it (a handler that never touches
+/// the session costs no store access).
+///
+/// Changes made through [`insert`](Self::insert), [`modify`](Self::modify)
+/// or [`set_subject`](Self::set_subject) are saved by the
+/// [`SessionMiddleware`](crate::SessionMiddleware) after the handler, unless the
+/// handler answered with a 5xx; in stateful mode, if that save finds that
+/// another request changed or ended the session first, the response becomes
+/// 409 Conflict (configurable), never a silently lost update. (Stateless
+/// mode has no server copy to compare with: see the
+/// [crate documentation](crate#what-stateless-mode-can-promise).)
+/// [`update`](Self::update), [`create`](Self::create),
+/// [`login`](Self::login), [`rotate`](Self::rotate) and
+/// [`destroy`](Self::destroy) act on the store at once; the ticket changes
+/// they cause are sent to the client even if the handler then answers with
+/// a 5xx, because the old ticket may already be dead.
+///
+/// An unknown, malformed, expired or revoked ticket is an empty session,
+/// never an error; a new session always gets a fresh server-generated ID.
+///
+/// No method hands out a guard or a reference into the session: data is
+/// read and changed through closures ([`read`](Self::read),
+/// [`modify`](Self::modify), [`update`](Self::update)) that cannot await,
+/// so no handler can hold the request's session lock across an `.await`
+/// and deadlock itself.
+///
+/// The first load goes through the manager's store, and so through its
+/// cache if it has one (`CachedStore`): after another instance ended the
+/// session, a cached copy may still be served until the invalidation
+/// arrives (at most the cache's `max_staleness`). Before a security
+/// decision, ask [`verify_fresh`](Self::verify_fresh).
+///
+/// A thin wrapper over [`RequestSession`], the logic it shares with
+/// `sessionkit-axum`.
+///
+/// Requires the [`SessionMiddleware`](crate::SessionMiddleware) for the same `T`;
+/// without it extraction fails with 500.
+pub struct SessionHandle<T> {
+    inner: RequestSession<T>,
+}
+
+impl<T> Clone for SessionHandle<T> {
+    fn clone(&self) -> Self {
+        SessionHandle {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SessionHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SessionHandle").field(&self.inner).finish()
+    }
+}
+
+impl<T: SessionData> SessionHandle<T> {
+    pub(crate) fn new(manager: SessionManager<T>, presented: Vec<String>) -> Self {
+        SessionHandle {
+            inner: RequestSession::new(manager, presented),
+        }
+    }
+
+    /// The shared per-request session this handle wraps.
+    pub(crate) fn inner(&self) -> &RequestSession<T> {
+        &self.inner
+    }
+
+    /// The manager behind this session (for `list_subject`,
+    /// `destroy_subject` and the like).
+    pub fn manager(&self) -> &SessionManager<T> {
+        self.inner.manager()
+    }
+
+    /// Asks the source of truth, past any cache, whether the request's
+    /// session is still live: for security decisions (a privileged action,
+    /// a password, e-mail or payment change) that must not act on a session
+    /// another instance already logged out. It re-reads the session through
+    /// [`SessionManager::load_fresh`](sessionkit_core::SessionManager::load_fresh),
+    /// which bypasses a `CachedStore`'s cache.
+    ///
+    /// Returns `true` when the session is live; unless the handler already
+    /// changed it, the handle then holds the fresh copy (so a later save
+    /// compares against the current version). Returns `false` without a
+    /// stored session (data inserted during this request is not stored yet
+    /// and is left as it is), and when the session is gone: ended, rotated
+    /// or expired elsewhere; the handle is then empty for the rest of the
+    /// request, exactly as if the request had presented no ticket.
+    ///
+    /// Stateless mode: the token's signature and expiry are checked again
+    /// and the revocation list is read as usual; give the
+    /// [`RevocationList`](sessionkit_core::RevocationList) an uncached store
+    /// for revocations to be seen here at once.
+    pub async fn verify_fresh(&self) -> Result<bool> {
+        self.inner.verify_fresh().await
+    }
+
+    /// Whether the request has a session (a live one, or data inserted
+    /// into an empty one during this request).
+    pub async fn exists(&self) -> Result<bool> {
+        self.inner.exists().await
+    }
+
+    /// A copy of the session data, `None` without a session.
+    pub async fn get(&self) -> Result<Option<T>>
+    where
+        T: Clone,
+    {
+        self.inner.get().await
+    }
+
+    /// Reads the session data through `f`; `None` without a session.
+    pub async fn read<R>(&self, f: impl FnOnce(&T) -> R) -> Result<Option<R>> {
+        self.inner.read(f).await
+    }
+
+    /// Changes the session data through `f` (saved after the handler);
+    /// `None` without a session.
+    ///
+    /// `f` is a plain closure: it cannot await, so it cannot call other
+    /// methods of this handle while the session is borrowed.
+    pub async fn modify<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<Option<R>> {
+        self.inner.modify(f).await
+    }
+
+    /// Replaces the session data. Without a session, starts an anonymous
+    /// one holding `data`; it is stored (and its ticket sent) after the
+    /// handler, unless the response is a server error.
+    pub async fn insert(&self, data: T) -> Result<()> {
+        self.inner.insert(data).await
+    }
+
+    /// The session's principal, if there is a session and it has one.
+    pub async fn subject(&self) -> Result<Option<String>> {
+        self.inner.subject().await
+    }
+
+    /// Sets the session's principal (saved after the handler). Returns
+    /// `false` without a session. At login, follow it with
+    /// [`rotate`](Self::rotate), or use [`login`](Self::login).
+    pub async fn set_subject(&self, subject: Option<&str>) -> Result<bool> {
+        self.inner.set_subject(subject).await
+    }
+
+    /// ID, subject and timestamps of the live session; `None` without one
+    /// (also for a session inserted during this request and not yet
+    /// stored).
+    pub async fn info(&self) -> Result<Option<SessionInfo>> {
+        self.inner.info().await
+    }
+
+    /// Starts a new session for `subject` holding `data`, now. A session the
+    /// request had is destroyed first, so the old ticket dies (nothing the
+    /// client presented is ever reused as the new ID).
+    pub async fn create(&self, subject: Option<&str>, data: T) -> Result<()> {
+        self.inner.create(subject, data).await
+    }
+
+    /// Gives the session a new ID (stateful) or token ID (stateless), now;
+    /// the old ticket stops working. Call it whenever privileges change,
+    /// above all at login (session fixation defence). Pending changes are
+    /// written with the new ID. Returns `false` without a stored session
+    /// (an inserted, not yet stored session gets a fresh ID anyway).
+    ///
+    /// A rotation is atomic against concurrent requests of the same
+    /// session (see
+    /// [`SessionManager::rotate`](sessionkit_core::SessionManager::rotate)):
+    /// when another request destroyed it, logged its subject out
+    /// everywhere, rotated it or (stateful) saved it after this request
+    /// loaded it, `rotate` fails with that error ([`Error::NotFound`](sessionkit_core::Error::NotFound),
+    /// [`Error::Revoked`](sessionkit_core::Error::Revoked), [`Error::InvalidToken`](sessionkit_core::Error::InvalidToken) with
+    /// [`TokenRejection::IssuedBeforeLogout`](sessionkit_core::TokenRejection::IssuedBeforeLogout), or [`Error::Conflict`](sessionkit_core::Error::Conflict)),
+    /// which [`SessionError`] answers with 409 Conflict (or the middleware's
+    /// [`conflict_status`](crate::SessionMiddleware::conflict_status)). Nothing
+    /// is live under a new ticket and none is sent to the client; a session
+    /// that was ended is empty for the rest of the request. Never a silent
+    /// success.
+    pub async fn rotate(&self) -> Result<bool> {
+        self.inner.rotate().await
+    }
+
+    /// Login: makes `subject` the session's principal and rotates its ID,
+    /// keeping the data (an anonymous cart survives login). Without a
+    /// session, creates one for `subject` holding `data()`.
+    ///
+    /// The rotation fails, and the login with it, when a concurrent request
+    /// ended, rotated or saved the session after this request loaded it
+    /// (see [`rotate`](Self::rotate)): answered with 409 Conflict, no new
+    /// ticket is live or sent, and the principal is not set.
+    pub async fn login(&self, subject: &str, data: impl FnOnce() -> T) -> Result<()> {
+        self.inner.login(subject, data).await
+    }
+
+    /// Logout: ends the session now (stateful: deletes the record;
+    /// stateless: revokes the token) and tells the client to drop its
+    /// ticket. Returns whether there was a session to end.
+    ///
+    /// With a `CachedStore` on several instances, the others may still
+    /// serve the session from their caches until the invalidation reaches
+    /// them (normally milliseconds; at most `max_staleness` when a message
+    /// is lost). Their security decisions should use
+    /// [`verify_fresh`](Self::verify_fresh).
+    pub async fn destroy(&self) -> Result<bool> {
+        self.inner.destroy().await
+    }
+
+    /// Atomic read-modify-write through
+    /// [`SessionManager::update`](sessionkit_core::SessionManager::update)
+    /// (stateful): for changes that must not be lost to a concurrent
+    /// request (a counter, a balance). `f` may run more than once. Unsaved
+    /// changes of this request are saved first. Returns `None` without a
+    /// session.
+    ///
+    /// Stateless sessions have no server copy to compare with, so there is
+    /// no compare-and-swap: `f` runs once on this request's token, a new
+    /// token is issued, and concurrent requests with one token each succeed
+    /// on their own copy and get their own token back; the client keeps
+    /// whichever response it stores last (last writer wins per token).
+    pub async fn update<R, F>(&self, f: F) -> Result<Option<R>>
+    where
+        F: FnMut(&mut T) -> R + Send,
+        R: Send,
+    {
+        self.inner.update(f).await
+    }
+}
+
+impl<T: SessionData> FromRequest for SessionHandle<T> {
+    type Error = SessionError;
+    type Future = Ready<std::result::Result<Self, SessionError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<SessionHandle<T>>()
+                .cloned()
+                .ok_or(SessionError::MissingMiddleware),
+        )
+    }
+}
