@@ -2,16 +2,16 @@
 //! "your sessions" page that lists and revokes your other sessions.
 //!
 //! ```text
-//! cargo run --example axum_app --features axum,memory
+//! cargo run -p sessionkit-examples --example axum_app
 //! # then open http://127.0.0.1:3000 (user: any name, password: "password")
 //!
 //! # other stores (the matching feature, then SESSIONKIT_STORE):
-//! SESSIONKIT_STORE=sqlite   cargo run --example axum_app --features axum,memory,sqlite
-//! SESSIONKIT_STORE=postgres cargo run --example axum_app --features axum,memory,postgres
-//! SESSIONKIT_STORE=redis    cargo run --example axum_app --features axum,memory,redis
+//! SESSIONKIT_STORE=sqlite   cargo run -p sessionkit-examples --example axum_app
+//! SESSIONKIT_STORE=postgres cargo run -p sessionkit-examples --example axum_app
+//! SESSIONKIT_STORE=redis    cargo run -p sessionkit-examples --example axum_app
 //!
 //! # drive itself with a few requests and exit (for CI):
-//! SESSIONKIT_EXAMPLE_SELFTEST=1 cargo run --example axum_app --features axum,memory
+//! SESSIONKIT_EXAMPLE_SELFTEST=1 cargo run -p sessionkit-examples --example axum_app
 //! ```
 //!
 //! Store URLs: `SQLITE_URL` (default: a file in the temporary directory),
@@ -103,7 +103,6 @@ async fn open_store() -> Result<Arc<dyn SessionStore>, BoxError> {
     let choice = std::env::var("SESSIONKIT_STORE").unwrap_or_else(|_| "memory".into());
     match choice.as_str() {
         "memory" => Ok(Arc::new(MemoryStore::new())),
-        #[cfg(feature = "sqlite")]
         "sqlite" => {
             let url = std::env::var("SQLITE_URL").unwrap_or_else(|_| {
                 let path = std::env::temp_dir().join("sessionkit-axum-app.db");
@@ -111,7 +110,6 @@ async fn open_store() -> Result<Arc<dyn SessionStore>, BoxError> {
             });
             Ok(Arc::new(sessionkit::sql::SqlStore::connect(&url).await?))
         }
-        #[cfg(feature = "postgres")]
         "postgres" => {
             let url = std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -121,7 +119,6 @@ async fn open_store() -> Result<Arc<dyn SessionStore>, BoxError> {
                 .await?;
             Ok(Arc::new(store))
         }
-        #[cfg(feature = "redis")]
         "redis" => {
             use sessionkit::redis::{RedisConfig, RedisStore};
             let url =
@@ -130,7 +127,7 @@ async fn open_store() -> Result<Arc<dyn SessionStore>, BoxError> {
             Ok(Arc::new(RedisStore::standalone(&url, config).await?))
         }
         other => Err(format!(
-            "SESSIONKIT_STORE={other}: unknown, or its cargo feature is not enabled"
+            "SESSIONKIT_STORE={other}: unknown (memory, sqlite, postgres or redis)"
         )
         .into()),
     }

@@ -3,7 +3,7 @@
 //! token for API clients); the server keeps only a small revocation list.
 //!
 //! ```text
-//! cargo run --example axum_stateless --features axum,jwt,memory
+//! cargo run -p sessionkit-examples --example axum_stateless
 //! # then open http://127.0.0.1:3000 (user: any name, password: "password")
 //!
 //! # API clients: log in, then send the token as a bearer token
@@ -11,7 +11,7 @@
 //! curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/api/me
 //!
 //! # drive itself with a few requests and exit (for CI):
-//! SESSIONKIT_EXAMPLE_SELFTEST=1 cargo run --example axum_stateless --features axum,jwt,memory
+//! SESSIONKIT_EXAMPLE_SELFTEST=1 cargo run -p sessionkit-examples --example axum_stateless
 //! ```
 //!
 //! The signing key comes from `SESSIONKIT_JWT_SECRET` (at least 32 bytes,

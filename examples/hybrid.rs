@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! SESSIONKIT_JWT_SECRET=... SESSIONKIT_REFRESH_SECRET=... \
-//!     cargo run --example hybrid --features axum,jwt,memory
-//! SESSIONKIT_EXAMPLE_SELFTEST=1 cargo run --example hybrid --features axum,jwt,memory
+//!     cargo run -p sessionkit-examples --example hybrid
+//! SESSIONKIT_EXAMPLE_SELFTEST=1 cargo run -p sessionkit-examples --example hybrid
 //! ```
 //!
 //! Two secrets of at least 32 bytes each: `SESSIONKIT_JWT_SECRET` signs the

@@ -1,8 +1,8 @@
 //! Stateful sessions in Redis.
 //!
 //! ```text
-//! cargo run --example redis --features redis
-//! REDIS_URL=redis://my-redis:6379/0 cargo run --example redis --features redis
+//! cargo run -p sessionkit-examples --example redis
+//! REDIS_URL=redis://my-redis:6379/0 cargo run -p sessionkit-examples --example redis
 //! ```
 //!
 //! Reads `REDIS_URL` (default `redis://127.0.0.1:6379`). Keys go under a

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! REDIS_CLUSTER_NODES=127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 \
-//!     cargo run --example redis_cluster --features redis-cluster
+//!     cargo run -p sessionkit-examples --example redis_cluster
 //! ```
 //!
 //! `REDIS_CLUSTER_NODES` is a comma-separated list of some of the cluster's

@@ -1,8 +1,8 @@
 //! Stateful sessions in PostgreSQL.
 //!
 //! ```text
-//! cargo run --example sql_postgres --features postgres
-//! DATABASE_URL=postgres://app@db.internal/app cargo run --example sql_postgres --features postgres
+//! cargo run -p sessionkit-examples --example sql_postgres
+//! DATABASE_URL=postgres://app@db.internal/app cargo run -p sessionkit-examples --example sql_postgres
 //! ```
 //!
 //! Reads `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).

@@ -1,7 +1,7 @@
 //! Stateful sessions in an embedded SQLite database: no server needed.
 //!
 //! ```text
-//! cargo run --example sql_sqlite --features sqlite
+//! cargo run -p sessionkit-examples --example sql_sqlite
 //! ```
 //!
 //! The database is a file in a fresh temporary directory, removed at the end.

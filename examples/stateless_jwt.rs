@@ -2,7 +2,7 @@
 //! revoke one token, log a user out everywhere.
 //!
 //! ```text
-//! cargo run --example stateless_jwt --features jwt
+//! cargo run -p sessionkit-examples --example stateless_jwt
 //! ```
 //!
 //! Keys come from configuration, never from the code: this example reads
