@@ -121,7 +121,6 @@ macro_rules! raw_sql {
 
 raw_sql!(RawSqlite, sqlx::SqlitePool, true);
 raw_sql!(RawPg, sqlx::PgPool, true);
-#[cfg(feature = "mysql")]
 raw_sql!(RawMy, sqlx::MySqlPool, false);
 
 fn sqlite_url(tag: &str) -> String {
@@ -135,7 +134,6 @@ fn pg_url() -> String {
     common::env_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 }
 
-#[cfg(feature = "mysql")]
 fn mysql_url() -> String {
     common::env_url("MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 }
@@ -157,7 +155,6 @@ async fn pg_store(table: &str) -> sessionkit::Result<SqlStore> {
         .await
 }
 
-#[cfg(feature = "mysql")]
 async fn mysql_store(table: &str) -> sessionkit::Result<SqlStore> {
     SqlStore::builder()
         .table(table)
@@ -172,7 +169,6 @@ fn ops(c: &mut Criterion) {
     let tag = common::run_tag();
     ops_sqlite(c, &rt, &payloads, &tag);
     ops_postgres(c, &rt, &payloads, &tag);
-    #[cfg(feature = "mysql")]
     ops_mysql(c, &rt, &payloads, &tag);
 }
 
@@ -265,7 +261,6 @@ fn ops_postgres(c: &mut Criterion, rt: &Runtime, payloads: &[Payload], tag: &str
 /// MariaDB (MySQL): `SqlStore`, raw sqlx and tower-sessions' `MySqlStore`
 /// (its table goes to the `tower_sessions` database, which its `migrate`
 /// creates).
-#[cfg(feature = "mysql")]
 fn ops_mysql(c: &mut Criterion, rt: &Runtime, payloads: &[Payload], tag: &str) {
     let table = format!("skb_{tag}");
     let Some(store) = common::probe(rt, "mysql", mysql_store(&table)) else {

@@ -32,7 +32,6 @@ esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 criterion_dir="$CARGO_TARGET_DIR/criterion"
 env_json="$CARGO_TARGET_DIR/sessionkit-bench-env.json"
-features="memory,redis,sqlite,postgres,mysql,jwt"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export MYSQL_URL="${MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 
@@ -81,7 +80,7 @@ if [ "$mode" != report ]; then
   rm -rf "$criterion_dir"
   start=$(date +%s)
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-  cargo bench --no-fail-fast --features "$features" \
+  cargo bench -p sessionkit-benches --no-fail-fast \
     --bench memory --bench redis --bench sql --bench jwt --bench footprint \
     -- --warm-up-time "$BENCH_WARM_UP" --measurement-time "$BENCH_MEASURE"
   took=$(( $(date +%s) - start ))
