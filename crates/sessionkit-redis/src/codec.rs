@@ -76,6 +76,15 @@ impl Encoded<'_> {
         h
     }
 
+    /// The header and the subject (everything before the payload), as its
+    /// own small buffer: with the record's payload, the exact stored value.
+    pub(crate) fn head(&self) -> Bytes {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.subject.len());
+        out.extend_from_slice(&self.header());
+        out.extend_from_slice(self.subject.as_bytes());
+        Bytes::from(out)
+    }
+
     /// The encoded length in bytes.
     pub(crate) fn len(&self) -> usize {
         HEADER_LEN + self.subject.len() + self.record.payload.len()
@@ -170,6 +179,32 @@ pub(crate) fn decode_owned(id: SessionId, bytes: Vec<u8>) -> Result<Record> {
     Ok(record)
 }
 
+/// [`decode_owned`] that also returns the value's head (header and
+/// subject) as a view into the same buffer: with the payload, the exact
+/// stored bytes, kept for a later `SET … IFEQ`.
+pub(crate) fn decode_owned_with_head(id: SessionId, bytes: Vec<u8>) -> Result<(Record, Bytes)> {
+    let (mut record, start) = decode_header(id, &bytes)?;
+    let raw = Bytes::from(bytes);
+    record.payload = raw.slice(start..);
+    Ok((record, raw.slice(..start)))
+}
+
+/// The subject of a head built by [`Encoded::head`] or returned by
+/// [`decode_owned_with_head`] (`None` without a subject).
+pub(crate) fn head_subject(head: &[u8]) -> Option<&str> {
+    if head.get(26) != Some(&FLAG_SUBJECT) {
+        return None;
+    }
+    std::str::from_utf8(head.get(HEADER_LEN..)?).ok()
+}
+
+/// Rewrites the expiry bytes of a head (what the touch script does).
+pub(crate) fn set_head_expiry(head: &mut [u8], expires_at: i64) {
+    if let Some(b) = head.get_mut(18..26) {
+        b.copy_from_slice(&expires_at.to_be_bytes());
+    }
+}
+
 /// Decodes everything but the payload, and returns where the payload
 /// starts.
 fn decode_header(id: SessionId, bytes: &[u8]) -> Result<(Record, usize)> {
@@ -224,6 +259,13 @@ mod tests {
             assert_eq!(args, vec![bytes.clone()]);
             let tag = subject_tag(subject);
             assert_eq!(&bytes[26..26 + tag.len()], &tag[..]);
+            // The head and the payload are the stored bytes, exactly.
+            let head = encoded(&r, r.version).unwrap().head();
+            assert_eq!([&head[..], &r.payload[..]].concat(), bytes);
+            let (back, loaded_head) = decode_owned_with_head(r.id, bytes.clone()).unwrap();
+            assert_eq!(back, r);
+            assert_eq!(loaded_head, head);
+            assert_eq!(head_subject(&head), subject);
             assert_eq!(parse_subject_tag(&tag).unwrap(), subject.map(str::to_owned));
         }
     }

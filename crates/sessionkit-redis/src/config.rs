@@ -23,6 +23,9 @@ pub struct RedisConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_attempts: usize,
     pub(crate) ping_interval: Duration,
+    pub(crate) native_saves: bool,
+    pub(crate) save_cache_entries: usize,
+    pub(crate) save_cache_max_value: usize,
 }
 
 impl Default for RedisConfig {
@@ -33,6 +36,9 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(2),
             reconnect_attempts: 2,
             ping_interval: Duration::from_secs(1),
+            native_saves: true,
+            save_cache_entries: 4096,
+            save_cache_max_value: 8 * 1024,
         }
     }
 }
@@ -40,7 +46,8 @@ impl Default for RedisConfig {
 impl RedisConfig {
     /// The defaults: prefix `sessionkit`, 2 s command timeout, 2 s connect
     /// timeout, 2 reconnect attempts per failed command, 1 s pub/sub health
-    /// check.
+    /// check, native saves on where the server has them, a save cache of
+    /// 4096 values of at most 8 KiB.
     pub fn new() -> Self {
         Self::default()
     }
@@ -81,6 +88,30 @@ impl RedisConfig {
     /// connection to notice a dead or hung server.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval;
+        self
+    }
+
+    /// Whether a [`RedisStore`](crate::RedisStore) saves with one native
+    /// `SET … IFEQ … PXAT` where the server has it (Valkey ≥ 8.1, Redis ≥
+    /// 8.4; detected, see [`SavePath`](crate::SavePath)). Default `true`;
+    /// `false` keeps every save on the compare-and-swap script.
+    pub fn native_saves(mut self, enabled: bool) -> Self {
+        self.native_saves = enabled;
+        self
+    }
+
+    /// The save cache of a [`RedisStore`](crate::RedisStore): the exact
+    /// stored values of up to `entries` recently loaded, created or saved
+    /// sessions (each at most `max_value_bytes` long, header and subject
+    /// included), which a native save sends as the `IFEQ` comparison value
+    /// and which spare a save with an unchanged subject its index command.
+    /// Remembering a value copies no payload: it shares the buffer of the
+    /// loaded reply or of the saved record. A session the cache does not
+    /// hold is saved by the script. `entries == 0` turns the cache (and
+    /// so native saves) off. Default: 4096 entries of at most 8 KiB.
+    pub fn save_cache(mut self, entries: usize, max_value_bytes: usize) -> Self {
+        self.save_cache_entries = entries;
+        self.save_cache_max_value = max_value_bytes;
         self
     }
 

@@ -24,7 +24,9 @@ impl Conn {
     /// timeouts replaces the cluster connection (see [`ClusterShared`]).
     pub(crate) fn record<T>(&self, result: &Result<T, Error>) {
         match self {
-            Conn::Standalone(_) => {}
+            Conn::Standalone(_) => {
+                let _ = result;
+            }
             #[cfg(feature = "cluster")]
             Conn::Cluster(shared) => shared.record(matches!(result, Err(Error::Timeout(_)))),
         }

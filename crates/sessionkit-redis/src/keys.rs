@@ -50,6 +50,14 @@ impl Keys {
         format!("{}:s:{{{}}}", self.prefix, id.as_str())
     }
 
+    /// The session ID of a session key of this store (`None` for any other
+    /// key).
+    pub(crate) fn parse_session(&self, key: &[u8]) -> Option<SessionId> {
+        let rest = key.strip_prefix(self.prefix.as_bytes())?;
+        let id = rest.strip_prefix(b":s:{")?.strip_suffix(b"}")?;
+        SessionId::parse(std::str::from_utf8(id).ok()?).ok()
+    }
+
     /// The length of every session key of this store.
     pub(crate) fn session_len(&self) -> usize {
         self.prefix.len() + 5 + ID_LEN
@@ -95,6 +103,20 @@ impl Keys {
     /// fixed-shape key.
     pub(crate) fn subject_index(&self, subject: &str) -> String {
         format!("{}:u:{{{}}}", self.prefix, subject_hash(subject))
+    }
+
+    /// `{prefix}:c:{<nonce>}`: the key a capability probe names (`SET …
+    /// IFEQ` on a key that never exists: nothing is ever written to it).
+    /// The nonce spreads probes over a cluster's slots.
+    pub(crate) fn probe(&self, nonce: u64) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + 5 + 16);
+        key.push_str(&self.prefix);
+        key.push_str(":c:{");
+        for shift in (0..16).rev() {
+            key.push(char::from(HEX[((nonce >> (shift * 4)) & 0xf) as usize]));
+        }
+        key.push('}');
+        key
     }
 
     /// The pub/sub channel of the invalidation channel.
@@ -163,6 +185,16 @@ mod tests {
             format!("sk:t:{{{}}}:00000000000000ab", id.as_str())
         );
         assert_eq!(keys.receipt(&id), format!("sk:r:{{{}}}", id.as_str()));
+        assert_eq!(keys.probe(0xab), "sk:c:{00000000000000ab}");
+        assert_eq!(keys.parse_session(keys.session(&id).as_bytes()), Some(id));
+        assert_eq!(keys.parse_session(keys.receipt(&id).as_bytes()), None);
+        assert_eq!(keys.parse_session(b"sk:s:{short}"), None);
+        assert_eq!(
+            Keys::new("sk2")
+                .unwrap()
+                .parse_session(keys.session(&id).as_bytes()),
+            None
+        );
         assert_eq!(
             redis::ToRedisArgs::to_redis_args(&keys.session_arg(&id)),
             vec![keys.session(&id).into_bytes()]

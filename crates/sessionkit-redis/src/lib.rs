@@ -43,7 +43,8 @@
 //! | `<prefix>:s:{<id>}` | string | one session (the encoding below), with `PXAT` expiry |
 //! | `<prefix>:t:{<id>}:<nonce>` | string | a save's new value, for the moment between its two commands (30 s expiry) |
 //! | `<prefix>:r:{<id>}` | string | the receipt of the `compare_and_delete` that removed the session: its call's nonce and the subject (expires after twice the command timeout + 1 s, at most a day) |
-//! | `<prefix>:u:{<subject hash>}` | sorted set | the IDs of a subject's sessions, scored by expiry (ms) |
+//! | `<prefix>:u:{<subject hash>}` | sorted set | the IDs of a subject's sessions, scored by expiry (ms) rounded up to the minute |
+//! | `<prefix>:c:{<nonce>}` | — | named by the capability probe (`SET … IFEQ` on a key that does not exist); never written |
 //! | `<prefix>:invalidate` | pub/sub channel | invalidation messages |
 //!
 //! `<prefix>` is configurable ([`RedisConfig::prefix`]) and restricted to
@@ -94,21 +95,45 @@
 //!
 //! - `create`: `SET key value NX PXAT expires_at`; an existing live key makes
 //!   it fail with `Conflict`, never an overwrite.
-//! - `save`: one pipeline of two commands. `SET {prefix}:t:{<id>}:<nonce>
-//!   value PX 30000` stages the new value under a key of its own (same hash
-//!   slot as the session), then a Lua script on the session key compares
-//!   the stored version with the expected one, checks the record is live,
-//!   and moves the staged value into place (`RENAME`, then `PEXPIREAT`), or
-//!   deletes it and answers `NotFound` / `Conflict`. The payload never goes
-//!   through Lua: the script reads only the header and subject
-//!   (`GETRANGE`), and when version and subject match (the common case) it
-//!   costs two string comparisons. A staged value whose script never runs
-//!   (the connection dropped between the two) expires after 30 s.
+//! - `save`, native path (servers with conditional `SET`, see "Servers and
+//!   save paths"): one command, `SET key value IFEQ <current value> PXAT
+//!   expires_at`, when the store knows the exact bytes stored for the
+//!   version being saved (below); the server compares the whole stored
+//!   value with them (a `memcmp`) and writes only if they are equal.
+//!   Equal bytes mean equal version, subject and expiry, so a write that
+//!   happens is exactly the compare-and-swap on the version. A refused
+//!   comparison (nil) writes nothing, and the save goes on by the script
+//!   path, which tells `NotFound`, `Conflict` and `Decode` apart exactly
+//!   (and writes, when only a `touch` elsewhere had changed the bytes).
+//! - `save`, script path (every server; on a native-capable one, saves whose
+//!   current bytes the store does not know): one pipeline of two commands.
+//!   `SET {prefix}:t:{<id>}:<nonce> value PX 30000` stages the new value
+//!   under a key of its own (same hash slot as the session), then a Lua
+//!   script on the session key compares the stored version with the
+//!   expected one, checks the record is live, and moves the staged value
+//!   into place (`RENAME`, then `PEXPIREAT`), or deletes it and answers
+//!   `NotFound` / `Conflict`. The payload never goes through Lua: the
+//!   script reads only the header and subject (`GETRANGE`), and when
+//!   version and subject match (the common case) it costs two string
+//!   comparisons. A staged value whose script never runs (the connection
+//!   dropped between the two) expires after 30 s.
+//! - The save cache ([`RedisConfig::save_cache`]; 4096 entries of at most
+//!   8 KiB by default) holds, per session, the exact stored bytes of the
+//!   last version this store (or a clone) loaded, created or saved: the
+//!   header and subject, and the payload as a view that shares the loaded
+//!   reply's buffer or the saved record's `Bytes` (no copy). It is a small
+//!   direct-mapped table (slot = hash of the ID; a new value replaces its
+//!   slot's). It is a hint, never trusted: the server checks it with
+//!   `IFEQ`, so a stale or evicted entry only sends that save down the
+//!   script path. A save of a session the cache does not hold (loaded by
+//!   another instance, evicted, larger than the limit) takes the script
+//!   path. Neither path sends a save again after a lost reply.
 //! - `touch`: a Lua script that rewrites only the expiry (header bytes and
 //!   `PXAT`). No `WATCH`/`MULTI` (unsafe on multiplexed connections).
 //! - Scripts run with `EVALSHA`; after a `NOSCRIPT` (a restarted or new
 //!   server, a failover) the store loads the script ([`redis::Script`]) and
-//!   runs it again, so nothing has to be preloaded.
+//!   runs it again, so nothing has to be preloaded. A `NOSCRIPT` also makes
+//!   a capability probe due (see "Servers and save paths").
 //! - Values and keys are written straight into the command buffer, and a
 //!   loaded payload is a view into the reply, not a copy.
 //! - `load`: `GET`. `delete`: `GETDEL`, then `ZREM` from the subject index.
@@ -118,6 +143,13 @@
 //!   and otherwise deletes the session and leaves a receipt (see "Timeouts
 //!   and retries"); then, like `delete`, `ZREM` from the subject index. Of
 //!   concurrent compare-and-deletes of one version exactly one succeeds.
+//! - `scan`: standalone, `SCAN … MATCH <prefix>:s:{*`, then `MGET`; on a
+//!   cluster, slot by slot (`CLUSTER GETKEYSINSLOT` on each slot's master,
+//!   at most 100 000 keys of any prefix per slot), so a failover or a slot
+//!   migration between pages loses nothing. A batch larger than the page
+//!   leaves its remaining IDs in the cursor (which therefore holds stored
+//!   session IDs: keep it as private as the store). Corrupted values are
+//!   skipped with a warning, like `list_subject`.
 //!
 //! Every script touches the keys of **one** session (its key, and for a
 //! save the staged value, for a compare-and-delete the receipt, which
@@ -132,7 +164,18 @@
 //! - the index entry is written with the session, in the same round trip
 //!   (`create`, `save`: the index command is sent first, both run
 //!   concurrently), with `ZADD GT` so scores only grow: every live session
-//!   is in its subject's index with a score at least its expiry. If the
+//!   is in its subject's index with a score at least its expiry rounded up
+//!   to the next whole minute. A save whose subject did not change and
+//!   whose new expiry is within the minute the entry already covers sends
+//!   no index command at all (the common case: a sliding expiry moves by
+//!   seconds), so it costs the same commands as a save without a subject.
+//!   On the native path the store knows the stored expiry and subject
+//!   exactly (the write happens only if the bytes are the remembered
+//!   ones); on the script path it predicts them from the save cache, the
+//!   script checks the prediction against the stored expiry, and a wrong
+//!   one (a `touch` elsewhere, a lagging entry) is repaired by an index
+//!   command right after the write. Without a prediction the index command
+//!   goes in the same round trip as before. If the
 //!   index command fails and the session write succeeded, `create` deletes
 //!   the new session again and returns the error, and `save` raises the
 //!   entry once more before it returns (the error, if that fails too: the
@@ -160,12 +203,50 @@
 //!   rotated during a log-out everywhere does not survive it; a session
 //!   *created* (a new login) while it runs may, and is then listed;
 //! - create against delete_subject: `create`'s index entry carries the
-//!   session's expiry as its score, and an index entry is only pruned once
+//!   session's (rounded) expiry as its score, and an index entry is only pruned once
 //!   its score has passed or after its session was deleted, so a
 //!   `delete_subject` or `list_subject` that runs between `create`'s two
 //!   writes (in either order) keeps the entry; once `create` has returned,
 //!   the session is listed while it loads, and `delete_subject` removes
 //!   it.
+//!
+//! ## Servers and save paths
+//!
+//! | server | save path |
+//! | --- | --- |
+//! | Valkey ≥ 8.1 (standalone and cluster) | native: `SET … IFEQ … PXAT` |
+//! | Redis ≥ 8.4 (it has `SET … IFEQ`; detected the same way, not in this crate's CI) | native |
+//! | Redis 7.x, Redis 8.0–8.2, Valkey 7.2–8.0 | script |
+//! | any of these, `RedisConfig::native_saves(false)` | script |
+//!
+//! Every path gives the same [`SessionStore`](sessionkit_core::SessionStore)
+//! semantics; the whole testkit runs against Redis 7.0 and Valkey 8.1, each
+//! standalone and as a three-master cluster. Redis 7.0 or newer (or any
+//! Valkey) is required on every path: `PXAT`, `GETDEL`, `ZADD GT`.
+//!
+//! The store finds out by asking, not by version numbers: a probe sends
+//! `SET {prefix}:c:{<nonce>} "" IFEQ <x> PXAT <t>` on a key that never
+//! exists, which writes nothing anywhere; a nil reply means the server has
+//! the option, `ERR syntax error` that it has not. The store probes
+//! ([`RedisStore::save_path`], [`RedisStore::save_stats`] tell the result):
+//!
+//! - when it connects ([`RedisStore::standalone`], [`RedisStore::cluster`];
+//!   a store built from an existing connection starts on the script path
+//!   and probes on its first save);
+//! - again, in the background from the next save, after any call ended in
+//!   a transient error or a timeout (a reconnection, a restart or a
+//!   failover may have put another server behind the address) or got
+//!   `NOSCRIPT` (an empty script cache: a new or restarted server), and
+//!   every minute while on the script path (a failover that kept the
+//!   connection, behind a proxy); at most one probe at a time, one per
+//!   second;
+//! - and on the native path, a server without the option answers a native
+//!   save with `ERR` without executing it: the store switches to the
+//!   script path at once, and that save is written by the script. A
+//!   cluster being upgraded node by node thus saves by script until every
+//!   node it meets has the option.
+//!
+//! [`RedisStore::detect_save_path`] probes on demand.
 //!
 //! ## Timeouts and retries
 //!
@@ -229,11 +310,13 @@ mod codec;
 mod config;
 mod conn;
 mod keys;
+mod native;
 mod store;
 
 pub use channel::RedisInvalidationChannel;
 pub use config::RedisConfig;
 pub use keys::MAX_PREFIX_LEN;
+pub use native::{SavePath, SaveStats};
 pub use store::RedisStore;
 
 /// The redis crate this backend is built on, for

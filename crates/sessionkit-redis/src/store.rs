@@ -1,15 +1,16 @@
 //! [`RedisStore`]: the [`SessionStore`] over standalone Redis or Redis
 //! Cluster.
 
-#[cfg(feature = "cluster")]
 use std::sync::Arc;
 use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use sessionkit_core::{
-    Error, Record, Result, SessionId, SessionStore, Timestamp, async_trait, validate_subject,
+    Error, Record, Result, ScanCursor, ScanPage, SessionId, SessionStore, Timestamp, async_trait,
+    validate_subject,
 };
 
 use crate::codec;
@@ -18,10 +19,58 @@ use crate::config::RedisConfig;
 use crate::conn::ClusterShared;
 use crate::conn::{Conn, bounded, connection_lost, map_err};
 use crate::keys::Keys;
+use crate::native::{Capability, Known, KnownValues, SavePath, SaveStats};
 
 /// The latest instant handed to `PXAT` (31 Dec 9999); later expiries are
 /// stored exactly in the value but expire in Redis at this instant.
 const MAX_PXAT: i64 = 253_402_300_799_999;
+/// Subject index scores are session expiries rounded up to a multiple of
+/// this (see [`index_score`]), so that a save that moves the expiry by a
+/// little does not have to raise its index entry.
+const INDEX_GRANULE_MS: i64 = 60_000;
+
+/// The score of a session's subject-index entry: its expiry rounded up to
+/// the next multiple of [`INDEX_GRANULE_MS`], at most [`MAX_PXAT`]. Every
+/// write keeps a live session's entry at least this high.
+fn index_score(expires_at: Timestamp) -> i64 {
+    granule_ceil(expires_at.as_millis()).min(MAX_PXAT)
+}
+
+fn granule_ceil(ms: i64) -> i64 {
+    let up = ms.div_euclid(INDEX_GRANULE_MS) + i64::from(ms.rem_euclid(INDEX_GRANULE_MS) != 0);
+    up.saturating_mul(INDEX_GRANULE_MS)
+}
+
+/// The least stored expiry whose index entry (at least [`index_score`] of
+/// it) already covers a new expiry `expires_at`: a save from a value that
+/// expired at or after this, with the same subject, needs no index command.
+fn index_floor(expires_at: Timestamp) -> i64 {
+    granule_ceil(expires_at.as_millis().min(MAX_PXAT)) - INDEX_GRANULE_MS + 1
+}
+
+/// Whether the index entry of a session stored with expiry `old` (ms)
+/// covers a new expiry.
+fn index_covers(old: i64, new: Timestamp) -> bool {
+    old >= index_floor(new)
+}
+
+/// The hash slots of a Redis Cluster.
+#[cfg(feature = "cluster")]
+const CLUSTER_SLOTS: u16 = 16_384;
+/// How many slots one `scan` batch on a cluster looks at, at most.
+#[cfg(feature = "cluster")]
+const SCAN_SLOTS_PER_BATCH: u16 = 512;
+/// How many `CLUSTER GETKEYSINSLOT` a cluster `scan` has in flight at once.
+#[cfg(feature = "cluster")]
+const SCAN_SLOT_CONCURRENCY: u16 = 64;
+/// The most keys (of every prefix) a cluster `scan` reads from one slot.
+#[cfg(feature = "cluster")]
+const SCAN_KEYS_PER_SLOT: u32 = 100_000;
+
+/// How many batches (`SCAN` calls, or [`SCAN_SLOTS_PER_BATCH`] slots of a
+/// cluster) one `scan` page reads at most.
+const SCAN_BATCHES_PER_PAGE: usize = 8;
+
 /// How many keys one `MGET` fetches when listing a subject.
 const MGET_CHUNK: usize = 256;
 /// How many per-session deletes `delete_subject` runs at once.
@@ -99,11 +148,14 @@ const STAGING_TTL_MS: u64 = 30_000;
 
 /// CAS write of a staged value. KEYS[1] session, KEYS[2] the staged new
 /// value; ARGV: expected header start (magic, format, version: 10 bytes),
-/// now, new expiry for PXAT, the new value's subject tag. Moves the staged
-/// value into place (`RENAME`, then `PEXPIREAT`), or deletes it when the
-/// write is refused. Returns 1 (written, same subject) | {1, old subject
-/// tag} (written, the subject changed) | 0 not found or expired | -1
-/// version mismatch | -2 corrupted | -3 the staged value is missing.
+/// now, new expiry for PXAT, the new value's subject tag, and the index
+/// floor (see [`index_floor`]; empty: not asked). Moves the staged value
+/// into place (`RENAME`, then `PEXPIREAT`), or deletes it when the write is
+/// refused. Returns 1 (written, same subject) | 2 (written, same subject,
+/// but the old expiry was below the floor: the index entry must be raised)
+/// | {1, old subject tag} (written, the subject changed) | 0 not found or
+/// expired | -1 version mismatch | -2 corrupted | -3 the staged value is
+/// missing.
 ///
 /// The payload never goes through Lua: the script reads only the header
 /// and subject (`GETRANGE`). The common case (same version, same subject)
@@ -151,7 +203,10 @@ else
   if type(moved) == 'table' and moved.err then return -3 end
   redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 end
-if same == true then return 1 end
+if same == true then
+  if ARGV[5] ~= '' and struct.unpack('>i8', v, 19) < tonumber(ARGV[5]) then return 2 end
+  return 1
+end
 return {{1, same}}
 "
     ))
@@ -303,6 +358,15 @@ pub struct RedisStore {
     conn: Conn,
     keys: Keys,
     timeout: Duration,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one store share besides the connection.
+struct Shared {
+    /// Whether the server has `SET … IFEQ`, and the save counters.
+    cap: Capability,
+    /// The exact stored values of recently seen sessions.
+    known: KnownValues,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -318,6 +382,7 @@ impl std::fmt::Debug for RedisStore {
             )
             .field("prefix", &self.keys.prefix())
             .field("command_timeout", &self.timeout)
+            .field("save_path", &self.save_path())
             .finish()
     }
 }
@@ -354,7 +419,9 @@ impl RedisStore {
                 .map_err(|e| map_err(e, bound))
         })
         .await?;
-        Ok(Self::with_conn(Conn::Standalone(manager), keys, &config))
+        let store = Self::with_conn(Conn::Standalone(manager), keys, &config);
+        store.detect_at_connect().await;
+        Ok(store)
     }
 
     /// Wraps an existing [`ConnectionManager`] (its own timeouts apply to
@@ -407,11 +474,9 @@ impl RedisStore {
             bound,
             config.command_timeout.max(Duration::from_secs(1)),
         );
-        Ok(Self::with_conn(
-            Conn::Cluster(Arc::new(shared)),
-            keys,
-            &config,
-        ))
+        let store = Self::with_conn(Conn::Cluster(Arc::new(shared)), keys, &config);
+        store.detect_at_connect().await;
+        Ok(store)
     }
 
     /// Wraps an existing cluster connection (its own timeouts and retries
@@ -443,11 +508,130 @@ impl RedisStore {
     }
 
     fn with_conn(conn: Conn, keys: Keys, config: &RedisConfig) -> Self {
+        let entries = if config.native_saves {
+            config.save_cache_entries
+        } else {
+            0
+        };
         RedisStore {
             conn,
             keys,
             timeout: config.command_timeout,
+            shared: Arc::new(Shared {
+                cap: Capability::new(config.native_saves && entries > 0),
+                known: KnownValues::new(entries, config.save_cache_max_value),
+            }),
         }
+    }
+
+    /// How this store writes a save whose current stored value it knows:
+    /// [`SavePath::Native`] (one `SET … IFEQ … PXAT`) when the server has
+    /// conditional `SET` (Valkey ≥ 8.1, Redis ≥ 8.4), else
+    /// [`SavePath::Script`]. Detected when the store connects and again
+    /// after a reconnection, a failover or a restart of the server (see
+    /// "Servers and save paths" in the [crate documentation](crate)).
+    /// A store built with [`RedisStore::from_connection_manager`] starts on
+    /// the script path and detects in the background on its first save (or
+    /// call [`RedisStore::detect_save_path`]).
+    pub fn save_path(&self) -> SavePath {
+        self.shared.cap.path()
+    }
+
+    /// How many saves took which path, since the store was built (shared
+    /// by its clones).
+    pub fn save_stats(&self) -> SaveStats {
+        self.shared.cap.stats()
+    }
+
+    /// Probes the server now for conditional `SET` (`SET … IFEQ` on a key
+    /// that never exists: nothing is written) and switches the save path
+    /// accordingly; returns it. Stores do this by themselves; this is for
+    /// tests and for operators who want it done at a given moment (after a
+    /// planned failover, say). With [`RedisConfig::native_saves`] off (or
+    /// an empty [`RedisConfig::save_cache`]) it probes nothing and returns
+    /// [`SavePath::Script`].
+    pub async fn detect_save_path(&self) -> Result<SavePath> {
+        if !self.shared.cap.enabled() {
+            return Ok(SavePath::Script);
+        }
+        let started = self.shared.cap.triggers();
+        let outcome = bounded(self.timeout, self.probe()).await;
+        self.shared.cap.record_probe(
+            started,
+            outcome.as_ref().ok().copied(),
+            Timestamp::now().as_millis(),
+        );
+        outcome
+    }
+
+    /// Sets the save path without asking the server (tests: a store told
+    /// it has `IFEQ` where it has not must still save correctly).
+    #[doc(hidden)]
+    pub fn __set_save_path(&self, path: SavePath) {
+        self.shared.cap.set_path(path);
+    }
+
+    /// The first detection, when connecting: a failure leaves the store on
+    /// the script path with a probe due (the next save starts one).
+    async fn detect_at_connect(&self) {
+        match self.detect_save_path().await {
+            Ok(path) => tracing::debug!(save_path = ?path, "redis save path detected"),
+            Err(err) => {
+                tracing::debug!(error = %err, "could not detect the redis save path; saving by script until a later probe succeeds");
+            }
+        }
+    }
+
+    /// `SET <probe key> "" IFEQ <x> PXAT <t>`: the probe key never exists,
+    /// so a server with the option answers nil and writes nothing; a server
+    /// without it answers `ERR syntax error`.
+    async fn probe(&self) -> Result<SavePath> {
+        self.shared.cap.probes.fetch_add(1, Ordering::Relaxed);
+        let key = self.keys.probe(rand::random());
+        let pxat = (Timestamp::now() + Duration::from_secs(60)).as_millis();
+        let mut cmd = command("SET", 6, key.len() + 64);
+        cmd.arg(&key)
+            .arg("")
+            .arg("IFEQ")
+            .arg("sessionkit capability probe")
+            .arg("PXAT")
+            .arg(pxat);
+        let mut conn = self.conn.clone();
+        match cmd.query_async::<Value>(&mut conn).await {
+            Ok(Value::Nil | Value::Okay) => Ok(SavePath::Native),
+            Ok(_) => Ok(SavePath::Script),
+            Err(e) if refused_option(&e) => Ok(SavePath::Script),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Starts a background probe if one is due (see [`Capability`]).
+    fn maybe_probe(&self, now: Timestamp) {
+        let cap = &self.shared.cap;
+        let Some(started) = cap.begin_probe(now.as_millis()) else {
+            return;
+        };
+        let guard = ProbeGuard {
+            shared: Arc::clone(&self.shared),
+            started,
+            outcome: None,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        runtime.spawn(async move {
+            let mut guard = guard;
+            match bounded(store.timeout, store.probe()).await {
+                Ok(path) => {
+                    tracing::debug!(save_path = ?path, "redis save path detected again");
+                    guard.outcome = Some(path);
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "redis save path probe failed; will retry");
+                }
+            }
+        });
     }
 
     /// The key prefix of this store.
@@ -468,10 +652,21 @@ impl RedisStore {
     }
 
     /// Runs one store call within the command timeout, and lets the
-    /// connection note whether it timed out.
+    /// connection note whether it timed out. A transient failure or a
+    /// timeout makes a capability probe due: a reconnection, a restart or
+    /// a failover may put another server behind the connection.
     async fn bounded<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let result = bounded(self.timeout, fut).await;
         self.conn.record(&result);
+        if matches!(
+            result,
+            Err(Error::Backend {
+                transient: true,
+                ..
+            } | Error::Timeout(_))
+        ) {
+            self.shared.cap.trigger();
+        }
         result
     }
 
@@ -514,6 +709,8 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         match cmd.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // An empty script cache: a new or restarted server.
+                self.shared.cap.trigger();
                 script
                     .prepare_invoke()
                     .load_async(&mut conn)
@@ -536,6 +733,7 @@ impl RedisStore {
         record: &Record,
         value: &codec::Encoded<'_>,
         now: Timestamp,
+        floor: Option<i64>,
     ) -> Result<Value> {
         let staging = self.keys.staging(&record.id, rand::random());
         let mut set = command("SET", 4, staging.len() + value.len() + 16);
@@ -548,8 +746,8 @@ impl RedisStore {
         let mut cas = evalsha(
             &SAVE,
             2,
-            6,
-            self.keys.session_len() + staging.len() + 10 + 40 + tag.len(),
+            7,
+            self.keys.session_len() + staging.len() + 10 + 60 + tag.len(),
         );
         cas.arg(self.keys.session_arg(&record.id))
             .arg(&staging)
@@ -557,6 +755,10 @@ impl RedisStore {
             .arg(now.as_millis())
             .arg(record.expires_at.as_millis().min(MAX_PXAT))
             .arg(tag);
+        match floor {
+            Some(floor) => cas.arg(floor),
+            None => cas.arg(""),
+        };
         let mut pipe = redis::pipe();
         pipe.add_command(set).add_command(cas).ignore_errors();
         let mut conn = self.conn.clone();
@@ -569,6 +771,7 @@ impl RedisStore {
         staged.extract_error().map_err(|e| self.err(e))?;
         match reply.extract_error() {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.shared.cap.trigger();
                 let cas = pipe
                     .cmd_iter()
                     .nth(1)
@@ -579,11 +782,205 @@ impl RedisStore {
         }
     }
 
+    /// Remembers what a create or a save just wrote (see
+    /// [`KnownValues::put`]); builds the small head buffer only for a value
+    /// the cache takes.
+    fn remember_written(
+        &self,
+        record: &Record,
+        version: u64,
+        value: &codec::Encoded<'_>,
+        force: bool,
+    ) {
+        if self.shared.known.accepts(value.len()) {
+            self.shared
+                .known
+                .put(Known::written(record, version, value.head()), force);
+        } else {
+            self.shared.known.forget(&record.id, None);
+        }
+    }
+
+    /// A save as one `SET key value IFEQ <remembered value> PXAT <expiry>`.
+    /// The index command is left out when the subject is unchanged and its
+    /// entry already covers the new expiry (known exactly: if the write
+    /// happens, the stored value was the remembered one); otherwise it is
+    /// sent first, in the same round trip. A refused comparison writes
+    /// nothing and leaves the decision to the script.
+    async fn save_native(
+        &self,
+        record: &Record,
+        value: &codec::Encoded<'_>,
+        new_version: u64,
+        known: &Known,
+    ) -> Result<NativeSave> {
+        let subject = record.subject.as_deref();
+        let index = subject.filter(|s| {
+            known.subject() != Some(*s) || !index_covers(known.expires_at, record.expires_at)
+        });
+        let mut set = command(
+            "SET",
+            6,
+            self.keys.session_len() + value.len() + known.len() + 32,
+        );
+        set.arg(self.keys.session_arg(&record.id))
+            .arg(value)
+            .arg("IFEQ")
+            .arg(known)
+            .arg("PXAT")
+            .arg(record.expires_at.as_millis().min(MAX_PXAT));
+        let write = async {
+            let mut conn = self.conn.clone();
+            set.query_async::<Value>(&mut conn).await
+        };
+        let (indexed, reply) = match index {
+            Some(subject) => {
+                futures_util::future::join(
+                    self.index_add(subject, &record.id, record.expires_at),
+                    write,
+                )
+                .await
+            }
+            None => (Ok(()), write.await),
+        };
+        let cap = &self.shared.cap;
+        match reply {
+            Ok(Value::Okay) => {
+                cap.native.fetch_add(1, Ordering::Relaxed);
+                self.remember_written(record, new_version, value, false);
+                if let (Err(err), Some(subject)) = (&indexed, index) {
+                    // Written, but the index entry may now expire before
+                    // the session: raise it once more before reporting.
+                    tracing::debug!(error = %err, "raising a subject index entry failed; retrying");
+                    self.index_add(subject, &record.id, record.expires_at)
+                        .await?;
+                }
+                if let Some(old) = known.subject().filter(|o| subject != Some(*o))
+                    && let Err(err) = self.index_remove(old, &[record.id.as_str()]).await
+                {
+                    tracing::debug!(error = %err, "could not remove a session from its former subject's index; pruned on read");
+                }
+                Ok(NativeSave::Saved)
+            }
+            Ok(Value::Nil) => {
+                // Saved or touched elsewhere, deleted, expired or corrupted:
+                // the script tells which (and saves after a touch).
+                cap.native_missed.fetch_add(1, Ordering::Relaxed);
+                self.shared.known.forget(&record.id, Some(known.version));
+                Ok(NativeSave::Missed {
+                    indexed: index.is_some() && indexed.is_ok(),
+                })
+            }
+            Ok(_) => Err(Error::backend("unexpected reply to SET IFEQ", false)),
+            Err(e) if refused_option(&e) => {
+                // This server has no IFEQ (a failover to an older one, or a
+                // cluster node not yet upgraded): nothing was written.
+                tracing::info!(error = %e, "the redis server refused SET IFEQ; saving by script");
+                cap.native_missed.fetch_add(1, Ordering::Relaxed);
+                cap.set_path(SavePath::Script);
+                Ok(NativeSave::Missed {
+                    indexed: index.is_some() && indexed.is_ok(),
+                })
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// A save by the compare-and-swap script (see [`RedisStore::save_staged`]).
+    ///
+    /// The index command goes in the same round trip, unless `indexed` (a
+    /// native attempt already raised it) or the remembered value `known`
+    /// predicts that the entry covers the new expiry (same subject, old
+    /// expiry at or past the floor); the script then checks the prediction
+    /// against the stored expiry and answers 2 when it was wrong (a touch
+    /// elsewhere lowered the expiry), and only then is the entry raised
+    /// after the write.
+    async fn save_script(
+        &self,
+        record: &Record,
+        value: &codec::Encoded<'_>,
+        new_version: u64,
+        now: Timestamp,
+        known: Option<&Known>,
+        indexed: bool,
+    ) -> Result<u64> {
+        let subject = record.subject.as_deref().filter(|_| record.is_live(now));
+        let predicted = subject.is_some()
+            && !indexed
+            && known.is_some_and(|k| {
+                k.subject() == subject && index_covers(k.expires_at, record.expires_at)
+            });
+        let send_index = subject.filter(|_| !indexed && !predicted);
+        let floor = predicted.then(|| index_floor(record.expires_at));
+        let save = self.save_staged(record, value, now, floor);
+        // The index entry is raised in the same round trip as the write
+        // (its command is sent first).
+        let (index_result, reply) = match send_index {
+            Some(subject) => {
+                futures_util::future::join(
+                    self.index_add(subject, &record.id, record.expires_at),
+                    save,
+                )
+                .await
+            }
+            None => (Ok(()), save.await),
+        };
+        let (code, tag) = script_reply(reply?)?;
+        self.shared.cap.script.fetch_add(1, Ordering::Relaxed);
+        match code {
+            1 | 2 => {
+                if record.is_live(now) {
+                    self.remember_written(record, new_version, value, false);
+                } else {
+                    self.shared.known.forget(&record.id, None);
+                }
+                if let Some(subject) = subject {
+                    if let (Err(err), Some(_)) = (&index_result, send_index) {
+                        // Written, but the index entry may now expire before
+                        // the session: raise it once more before reporting.
+                        tracing::debug!(error = %err, "raising a subject index entry failed; retrying");
+                        self.index_add(subject, &record.id, record.expires_at)
+                            .await?;
+                    } else if predicted && (code == 2 || tag.is_some()) {
+                        // The prediction was wrong: raise the entry now.
+                        self.index_add(subject, &record.id, record.expires_at)
+                            .await?;
+                    }
+                }
+                // A tag comes back only when the subject changed.
+                let old = match tag {
+                    Some(tag) => codec::parse_subject_tag(&tag)?,
+                    None => None,
+                };
+                if let Some(old) = old.filter(|o| record.subject.as_deref() != Some(o))
+                    && let Err(err) = self.index_remove(&old, &[record.id.as_str()]).await
+                {
+                    tracing::debug!(error = %err, "could not remove a session from its former subject's index; pruned on read");
+                }
+                Ok(new_version)
+            }
+            0 => {
+                self.shared.known.forget(&record.id, None);
+                Err(Error::NotFound)
+            }
+            -1 => {
+                self.shared.known.forget(&record.id, Some(record.version));
+                Err(Error::Conflict)
+            }
+            -2 => Err(Error::decode("corrupted session value")),
+            -3 => Err(Error::backend(
+                "the staged session value was gone before the save script ran; retry",
+                true,
+            )),
+            _ => Err(Error::backend("unexpected script reply", false)),
+        }
+    }
+
     async fn index_add(&self, subject: &str, id: &SessionId, expires_at: Timestamp) -> Result<()> {
         let mut cmd = evalsha(&INDEX_ADD, 1, 3, 64 + 22 + 20);
         cmd.arg(self.keys.subject_index(subject))
             .arg(id.as_str())
-            .arg(expires_at.as_millis().min(MAX_PXAT));
+            .arg(index_score(expires_at));
         let _: i64 = self.eval(&INDEX_ADD, &cmd).await?;
         Ok(())
     }
@@ -614,6 +1011,149 @@ impl RedisStore {
         }
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// One page of `scan`: the pending IDs of the last batch first, then
+    /// batches from `at` (`None`: none left), until `limit` IDs are in hand
+    /// (the rest of the last batch goes into the cursor), the keyspace is
+    /// done, or [`SCAN_BATCHES_PER_PAGE`] batches were read (a keyspace
+    /// full of other keys: the page may then hold fewer records, even
+    /// none).
+    async fn scan_page(
+        &self,
+        mut at: Option<u64>,
+        pending: &[SessionId],
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let mut ids: Vec<SessionId> = pending.to_vec();
+        let mut batches = 0;
+        while ids.len() < limit && batches < SCAN_BATCHES_PER_PAGE {
+            let Some(position) = at else { break };
+            let (batch, next) = self.scan_batch(position, limit - ids.len()).await?;
+            ids.extend(batch);
+            at = next;
+            batches += 1;
+        }
+        let rest = if ids.len() > limit {
+            ids.split_off(limit)
+        } else {
+            Vec::new()
+        };
+        let records = self.load_many(&ids).await?;
+        let next = (at.is_some() || !rest.is_empty()).then(|| scan_cursor(at, &rest));
+        Ok(ScanPage::new(records, next))
+    }
+
+    /// One batch of session IDs from `position`, and where the next batch
+    /// starts (`None`: the keyspace is done).
+    async fn scan_batch(
+        &self,
+        position: u64,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<u64>)> {
+        match &self.conn {
+            Conn::Standalone(_) => {
+                let pattern = format!("{}:s:{{*", self.keys.prefix());
+                let (next, keys): (u64, Vec<Vec<u8>>) = self
+                    .query(
+                        redis::cmd("SCAN")
+                            .arg(position)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(limit.clamp(16, 1000)),
+                    )
+                    .await?;
+                let mut ids: Vec<SessionId> = keys
+                    .iter()
+                    .filter_map(|k| self.keys.parse_session(k))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                Ok((ids, (next != 0).then_some(next)))
+            }
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(shared) => self.scan_slots(shared, position, limit).await,
+        }
+    }
+
+    /// Cluster batch: the session keys of the slots from `first`, a chunk
+    /// of slots at a time, until `limit` IDs are found or
+    /// [`SCAN_SLOTS_PER_BATCH`] slots were read.
+    #[cfg(feature = "cluster")]
+    async fn scan_slots(
+        &self,
+        shared: &ClusterShared,
+        first: u64,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<u64>)> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+
+        let Ok(first) = u16::try_from(first) else {
+            return Ok((Vec::new(), None));
+        };
+        if first >= CLUSTER_SLOTS {
+            return Ok((Vec::new(), None));
+        }
+        let end = first
+            .saturating_add(SCAN_SLOTS_PER_BATCH)
+            .min(CLUSTER_SLOTS);
+        let mut ids = Vec::new();
+        let mut slot = first;
+        while slot < end && ids.len() < limit {
+            let chunk_end = slot.saturating_add(SCAN_SLOT_CONCURRENCY).min(end);
+            let reads = (slot..chunk_end).map(|s| {
+                let mut conn = shared.current();
+                async move {
+                    let mut cmd = redis::cmd("CLUSTER");
+                    cmd.arg("GETKEYSINSLOT").arg(s).arg(SCAN_KEYS_PER_SLOT);
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                        Route::new(s, SlotAddr::Master),
+                    ));
+                    conn.route_command(cmd, route).await
+                }
+            });
+            for reply in futures_util::future::join_all(reads).await {
+                let keys: Vec<Vec<u8>> = redis::from_redis_value(reply.map_err(|e| self.err(e))?)
+                    .map_err(|e| self.err(e.into()))?;
+                let mut in_slot: Vec<SessionId> = keys
+                    .iter()
+                    .filter_map(|k| self.keys.parse_session(k))
+                    .collect();
+                in_slot.sort_unstable();
+                ids.extend(in_slot);
+            }
+            slot = chunk_end;
+        }
+        Ok((ids, (slot < CLUSTER_SLOTS).then_some(u64::from(slot))))
+    }
+
+    /// The live records among `ids` (`MGET`), in order; corrupted values are
+    /// skipped with a warning.
+    async fn load_many(&self, ids: &[SessionId]) -> Result<Vec<Record>> {
+        let now = Timestamp::now();
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MGET_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|id| self.keys.session(id)).collect();
+            let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+            if values.len() != keys.len() {
+                return Err(Error::backend(
+                    "MGET returned a wrong number of values",
+                    true,
+                ));
+            }
+            for (id, value) in chunk.iter().zip(values) {
+                let Some(bytes) = value else { continue };
+                match codec::decode_owned(*id, bytes) {
+                    Ok(r) if r.is_live(now) => records.push(r),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(id = %id.redacted(), error = %err, "skipping a corrupted session value while scanning");
+                    }
+                }
+            }
+        }
+        Ok(records)
     }
 
     /// Reads a subject's index and, `with_values`, the sessions it names.
@@ -692,7 +1232,7 @@ impl RedisStore {
             };
             match record {
                 Some(r) if r.subject.as_deref() == Some(subject) && r.is_live(now) => {
-                    if e.score < r.expires_at.as_millis().min(MAX_PXAT) as f64 {
+                    if e.score < index_score(r.expires_at) as f64 {
                         lagging.push((r.id, r.expires_at));
                     }
                     live.push(r);
@@ -839,6 +1379,44 @@ impl RedisStore {
     }
 }
 
+/// Ends a background probe when its task finishes or is dropped (a
+/// runtime shutting down), so that a later save can start another.
+struct ProbeGuard {
+    shared: Arc<Shared>,
+    started: u64,
+    outcome: Option<SavePath>,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        self.shared
+            .cap
+            .end_probe(self.started, self.outcome, Timestamp::now().as_millis());
+    }
+}
+
+/// Whether a server refused a command's syntax (`ERR …`, or an ACL that
+/// forbids it): for `SET … IFEQ`, a server without the option. Such a
+/// command was not executed.
+fn refused_option(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(
+            redis::ServerErrorKind::ResponseError | redis::ServerErrorKind::NoPerm
+        )
+    )
+}
+
+/// What a native save attempt did.
+enum NativeSave {
+    /// Written.
+    Saved,
+    /// Not written (the stored value was not the remembered one, or the
+    /// server refused the option): the script decides. `indexed`: the
+    /// subject's index entry was already raised for the new expiry.
+    Missed { indexed: bool },
+}
+
 struct IndexEntry {
     member: String,
     score: f64,
@@ -970,6 +1548,9 @@ impl SessionStore for RedisStore {
                 }
                 return Err(e);
             }
+            if record.is_live(now) {
+                self.remember_written(record, record.version, &value, true);
+            }
             Ok(())
         })
         .await
@@ -981,8 +1562,18 @@ impl SessionStore for RedisStore {
                 .query(command("GET", 1, self.keys.session_len()).arg(self.keys.session_arg(id)))
                 .await?;
             let Some(bytes) = bytes else { return Ok(None) };
-            let record = codec::decode_owned(*id, bytes)?;
-            Ok(record.is_live(Timestamp::now()).then_some(record))
+            if !self.shared.known.enabled() {
+                let record = codec::decode_owned(*id, bytes)?;
+                return Ok(record.is_live(Timestamp::now()).then_some(record));
+            }
+            let (record, head) = codec::decode_owned_with_head(*id, bytes)?;
+            if !record.is_live(Timestamp::now()) {
+                return Ok(None);
+            }
+            // The exact stored bytes, for a native save: views into the
+            // reply, no copy.
+            self.shared.known.put(Known::loaded(&record, head), false);
+            Ok(Some(record))
         })
         .await
     }
@@ -1001,49 +1592,27 @@ impl SessionStore for RedisStore {
         let value = codec::encoded(record, new_version)?;
         self.bounded(async {
             let now = Timestamp::now();
-            let save = self.save_staged(record, &value, now);
-            // The index entry is raised in the same round trip as the write
-            // (its command is sent first).
-            let subject = record.subject.as_deref().filter(|_| record.is_live(now));
-            let (indexed, reply) = match subject {
-                Some(subject) => {
-                    futures_util::future::join(
-                        self.index_add(subject, &record.id, record.expires_at),
-                        save,
-                    )
-                    .await
-                }
-                None => (Ok(()), save.await),
-            };
-            match script_reply(reply?)? {
-                (1, tag) => {
-                    if let (Err(err), Some(subject)) = (indexed, subject) {
-                        // Written, but the index entry may now expire before
-                        // the session: raise it once more before reporting.
-                        tracing::debug!(error = %err, "raising a subject index entry failed; retrying");
-                        self.index_add(subject, &record.id, record.expires_at).await?;
+            self.maybe_probe(now);
+            let known = self.shared.known.get(&record.id, record.version);
+            // The native path needs the exact stored bytes (the remembered
+            // value at this version), a live old value (IFEQ does not know
+            // the application's clock) and a live new one (a save into the
+            // past deletes, which the script does).
+            if self.shared.cap.path() == SavePath::Native
+                && record.is_live(now)
+                && let Some(known) = known.as_ref().filter(|k| k.expires_at > now.as_millis())
+            {
+                match self.save_native(record, &value, new_version, known).await? {
+                    NativeSave::Saved => return Ok(new_version),
+                    NativeSave::Missed { indexed } => {
+                        return self
+                            .save_script(record, &value, new_version, now, None, indexed)
+                            .await;
                     }
-                    // A tag comes back only when the subject changed.
-                    let old = match tag {
-                        Some(tag) => codec::parse_subject_tag(&tag)?,
-                        None => None,
-                    };
-                    if let Some(old) = old.filter(|o| record.subject.as_deref() != Some(o))
-                        && let Err(err) = self.index_remove(&old, &[record.id.as_str()]).await
-                    {
-                        tracing::debug!(error = %err, "could not remove a session from its former subject's index; pruned on read");
-                    }
-                    Ok(new_version)
                 }
-                (0, _) => Err(Error::NotFound),
-                (-1, _) => Err(Error::Conflict),
-                (-2, _) => Err(Error::decode("corrupted session value")),
-                (-3, _) => Err(Error::backend(
-                    "the staged session value was gone before the save script ran; retry",
-                    true,
-                )),
-                _ => Err(Error::backend("unexpected script reply", false)),
             }
+            self.save_script(record, &value, new_version, now, known.as_ref(), false)
+                .await
         })
         .await
     }
@@ -1060,6 +1629,13 @@ impl SessionStore for RedisStore {
             let reply: Value = self.eval(&TOUCH, &cmd).await?;
             match script_reply(reply)? {
                 (1, Some(tag)) => {
+                    // The script rewrote the expiry bytes in place: so does
+                    // the remembered value (or it goes, with the session).
+                    if expires_at > now {
+                        self.shared.known.touched(id, expires_at.as_millis());
+                    } else {
+                        self.shared.known.forget(id, None);
+                    }
                     // The index is raised after the write (the subject is
                     // only known now). If this fails the caller sees the
                     // error and a retry repairs the index.
@@ -1070,7 +1646,10 @@ impl SessionStore for RedisStore {
                     }
                     Ok(())
                 }
-                (0, _) => Err(Error::NotFound),
+                (0, _) => {
+                    self.shared.known.forget(id, None);
+                    Err(Error::NotFound)
+                }
                 (-2, _) => Err(Error::decode("corrupted session value")),
                 _ => Err(Error::backend("unexpected script reply", false)),
             }
@@ -1081,6 +1660,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         // Safe to send again; if the first attempt was applied and only its
         // reply was lost, the second finds nothing and reports `false`.
+        self.shared.known.forget(id, None);
         self.bounded_retry(|| async {
             let now = Timestamp::now();
             let old: Option<Vec<u8>> = self
@@ -1134,6 +1714,7 @@ impl SessionStore for RedisStore {
             .saturating_add(1_000)
             .min(RECEIPT_TTL_MAX_MS);
         let receipt = self.keys.receipt(id);
+        self.shared.known.forget(id, None);
         self.bounded_retry(|| async {
             let mut cmd = evalsha(
                 &COMPARE_AND_DELETE,
@@ -1182,4 +1763,46 @@ impl SessionStore for RedisStore {
     async fn delete_expired(&self) -> Result<u64> {
         Ok(0)
     }
+
+    /// Standalone: `SCAN … MATCH <prefix>:s:{*`; on a cluster, slot by
+    /// slot (`CLUSTER GETKEYSINSLOT` on each slot's master, so a failover
+    /// or a slot migration between pages does not matter). A batch larger
+    /// than the page keeps its remaining IDs in the cursor. Corrupted
+    /// values are skipped with a warning, like `list_subject`.
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        let (at, pending) = match cursor {
+            Some(c) => parse_scan_cursor(c.as_str())?,
+            None => (Some(0), Vec::new()),
+        };
+        let limit = limit.max(1);
+        // Read-only: safe to send again on a new connection.
+        self.bounded_retry(|| self.scan_page(at, &pending, limit))
+            .await
+    }
+}
+
+/// A scan cursor: `<position>` then `:<id>` for each ID of the last batch
+/// not returned yet. The position is the `SCAN` cursor (standalone) or the
+/// next slot (cluster), or `e` when only those IDs are left.
+fn scan_cursor(at: Option<u64>, pending: &[SessionId]) -> ScanCursor {
+    let mut text = at.map_or_else(|| "e".to_owned(), |at| at.to_string());
+    for id in pending {
+        text.push(':');
+        text.push_str(id.as_str());
+    }
+    ScanCursor::new(text)
+}
+
+fn parse_scan_cursor(text: &str) -> Result<(Option<u64>, Vec<SessionId>)> {
+    let bad = || Error::decode("not a scan cursor of a Redis session store");
+    let mut parts = text.split(':');
+    let at = match parts.next() {
+        Some("e") => None,
+        Some(p) => Some(p.parse::<u64>().map_err(|_| bad())?),
+        None => return Err(bad()),
+    };
+    let pending = parts
+        .map(|p| SessionId::parse(p).map_err(|_| bad()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((at, pending))
 }

