@@ -1764,6 +1764,10 @@ impl SessionStore for RedisStore {
         Ok(0)
     }
 
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
     /// Standalone: `SCAN … MATCH <prefix>:s:{*`; on a cluster, slot by
     /// slot (`CLUSTER GETKEYSINSLOT` on each slot's master, so a failover
     /// or a slot migration between pages does not matter). A batch larger
