@@ -98,7 +98,7 @@ mod codec;
 mod encryption;
 mod error;
 mod events;
-mod hybrid;
+pub mod hybrid;
 mod id;
 mod invalidation;
 mod manager;
