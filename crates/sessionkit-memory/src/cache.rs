@@ -1449,4 +1449,13 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn delete_expired(&self) -> Result<u64> {
         self.inner.delete_expired().await
     }
+
+    /// Enumerates the backend (the source of truth), never the cache.
+    async fn scan(
+        &self,
+        cursor: Option<&sessionkit_core::ScanCursor>,
+        limit: usize,
+    ) -> Result<sessionkit_core::ScanPage> {
+        self.inner.scan(cursor, limit).await
+    }
 }

@@ -1,63 +1,105 @@
-//! [`MemoryStore`]: sessions kept in this process, in a bounded moka cache.
+//! [`MemoryStore`]: sessions kept in this process, in sharded hash maps
+//! with a per-shard LRU list and one global weight bound.
+//!
+//! How it is built (the crate documentation says why):
+//!
+//! - The records live in `shards.len()` shards (a power of two, at most
+//!   [`MAX_SHARDS`]); a record's shard is picked by bits of a keyed SipHash
+//!   of its ID, computed once per operation and reused as the hash-map hash
+//!   (the map's hasher passes it through), so every operation hashes the ID
+//!   exactly once.
+//! - A shard is a `std::sync::Mutex` around a hash map from ID to a slot in
+//!   a slab of nodes, and the nodes form a doubly linked list in order of
+//!   use (head = most recently used). Every operation on one ID runs in one
+//!   critical section of its shard: that is what makes `create`, `save`,
+//!   `touch`, `delete` and `compare_and_delete` atomic. Nothing in a
+//!   critical section allocates except a new subject string or a growing
+//!   map, and nothing awaits.
+//! - The bounds are one weighted capacity (as moka's weigher did before):
+//!   a record weighs its payload and subject bytes plus [`ENTRY_OVERHEAD`],
+//!   and at least `unit = max_bytes / max_entries`, so that the byte bound
+//!   also bounds the number of records. The total is one atomic counter;
+//!   a write that pushes it over the capacity evicts least recently used
+//!   records, from its own shard first, after leaving its critical section.
+//! - Expiry is checked on every read and write; expired records are
+//!   removed when an operation finds them, from the LRU end of a shard on
+//!   every write to it, and all at once by `delete_expired` /
+//!   `run_pending_tasks`.
+//! - The subject index is sharded by subject. It is only changed inside the
+//!   critical section of the record's shard (lock order: record shard, then
+//!   subject shard), so it is exact: an ID is indexed under a subject if
+//!   and only if the store holds a record of that ID with that subject.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::ready;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
-use moka::Expiry;
-use moka::future::Cache;
-use moka::notification::RemovalCause;
-use moka::ops::compute::Op;
-use moka::policy::EvictionPolicy;
-use sessionkit_core::{Error, Record, Result, SessionId, SessionStore, Timestamp, async_trait};
+use sessionkit_core::{
+    Error, Record, Result, ScanCursor, ScanPage, SessionId, SessionStore, Timestamp, async_trait,
+};
 
 /// Default bound on the number of records in a [`MemoryStore`].
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 /// Default bound on the bytes held by a [`MemoryStore`] (256 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// The most shards a [`MemoryStore`] has.
+pub const MAX_SHARDS: usize = 64;
 /// What one record is counted as beyond its payload and subject: the ID,
-/// the timestamps, the version and the cache's own bookkeeping.
+/// the timestamps, the version, its node, its hash-map slot.
 const ENTRY_OVERHEAD: u64 = 160;
-/// Evicted index entries queued before a write checks them.
-const EVICTED_BACKLOG: usize = 1024;
+/// A store gets one shard per this many records of `max_entries` (rounded
+/// to a power of two, at most [`MAX_SHARDS`]): small stores have few
+/// shards, so that their LRU order is close to exact.
+const ENTRIES_PER_SHARD: u64 = 128;
+/// Expired records at the LRU end of a shard that one write removes.
+const PURGE_PER_WRITE: usize = 2;
+/// "No node" in the LRU links.
+const NIL: u32 = u32::MAX;
 
-type SubjectIndex = HashMap<String, HashSet<SessionId>>;
-type EvictedQueue = Arc<Mutex<Vec<(String, SessionId)>>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing in this module panics while holding a lock; if something
-    // ever did, the data (sets of IDs) is still consistent enough to use.
+    // ever did, every critical section leaves the shard consistent before
+    // it can panic (links are updated before the map), so use it anyway.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sessions kept in this process's memory, in a bounded
-/// [moka](https://docs.rs/moka) cache.
+/// Sessions kept in this process's memory: bounded, with per-record expiry,
+/// compare-and-swap and a subject index.
 ///
 /// - **Bounded**: at most [`max_entries`](MemoryStoreBuilder::max_entries)
 ///   records and about [`max_bytes`](MemoryStoreBuilder::max_bytes) bytes of
 ///   payload and subject (defaults: [`DEFAULT_MAX_ENTRIES`],
 ///   [`DEFAULT_MAX_BYTES`]). When full, the least recently used records are
-///   evicted: to its owner an evicted session looks logged out, as with any
-///   store that runs out of memory. A single record larger than the byte
-///   bound is refused with [`Error::TooLarge`].
-/// - **Native expiry**: each record expires in the cache at its own
-///   `expires_at`, so expired records are purged from memory, not merely
-///   hidden; reads also check `expires_at`, so an expired record is never
-///   returned even before the purge. [`delete_expired`] therefore returns 0;
-///   it runs the cache's pending maintenance.
-/// - **Atomic**: `create` (insert if absent), `save` (compare-and-swap on
-///   the version) and `compare_and_delete` (delete only the loaded version)
-///   run under the cache's per-ID lock, so concurrent writers of one
-///   session never lose an update and of two concurrent compare-and-deletes
-///   of one version exactly one succeeds.
-/// - **Subject index** for `list_subject` and `delete_subject`, kept exact
-///   by every write and pruned of evicted records.
+///   evicted (exactly LRU within each shard, approximately across shards):
+///   to its owner an evicted session looks logged out, as with any store
+///   that runs out of memory. A single record larger than the byte bound is
+///   refused with [`Error::TooLarge`].
+/// - **Expiry**: a record is never returned once its `expires_at` has
+///   passed. Expired records are removed when an operation meets them, from
+///   the least recently used end on every write, and all at once by
+///   [`delete_expired`] (which returns how many it removed) or
+///   [`run_pending_tasks`](Self::run_pending_tasks). Until then they count
+///   against the bounds, and the LRU eviction takes them first in practice
+///   (an idle session is both the least recently used and the first to
+///   expire).
+/// - **Atomic**: every operation on one ID runs under its shard's lock:
+///   `create` (insert if absent), `save` (compare-and-swap on the version)
+///   and `compare_and_delete` (delete only the loaded version) never lose
+///   an update, and of two concurrent compare-and-deletes of one version
+///   exactly one succeeds.
+/// - **Subject index** for `list_subject` and `delete_subject`, changed
+///   under the same lock as the record, so it is exact.
+/// - **Snapshots** (optional): [`snapshot_to`](Self::snapshot_to) writes the
+///   live sessions to a file, [`restore_from`](Self::restore_from) loads
+///   them on start, [`spawn_snapshots`](Self::spawn_snapshots) writes one
+///   periodically. Durability for one instance across restarts, not
+///   replication: see [the crate documentation](crate#snapshots).
 ///
-/// Sessions do not survive a restart and are not shared between processes:
-/// use it for development, tests and single-instance deployments, or as
-/// the local cache layer in front of a shared store.
+/// Not shared between processes: use it for development, tests and
+/// single-instance deployments, or as the local layer in front of a shared
+/// store.
 ///
 /// Cloning is cheap and shares the records.
 ///
@@ -95,22 +137,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// [`delete_expired`]: SessionStore::delete_expired
 #[derive(Clone)]
 pub struct MemoryStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    cache: Cache<SessionId, Arc<Record>>,
-    /// subject → IDs. Exact for every write made through this store;
-    /// records evicted by the cache are removed lazily (see `evicted`).
-    index: Mutex<SubjectIndex>,
-    /// (subject, id) of records the cache evicted on its own; checked and
-    /// removed from `index` under the record's key lock.
-    evicted: EvictedQueue,
+pub(crate) struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    /// `shards.len() - 1`.
+    mask: usize,
+    /// Keys the ID and subject hashes (SipHash with per-process random
+    /// keys), so that clients cannot choose IDs that collide.
+    hasher: RandomState,
+    index: SubjectIndex,
+    /// The total weight of the records held.
+    used: AtomicU64,
+    /// The bound on `used`.
+    capacity: u64,
     max_entries: u64,
-    max_bytes: u64,
-    /// Every record weighs at least this much, so that the byte bound also
+    /// Every record weighs at least this much, so that the capacity also
     /// bounds the number of entries.
     unit: u64,
+    /// Names this store instance in its scan cursors: a cursor of another
+    /// instance (whose shards hash differently) restarts the scan.
+    tag: u64,
+    /// Serializes snapshot writes of this store (they share a temporary
+    /// file name per target).
+    pub(crate) snapshot_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Configures a [`MemoryStore`].
@@ -128,6 +179,7 @@ struct Inner {
 pub struct MemoryStoreBuilder {
     max_entries: u64,
     max_bytes: u64,
+    shards: Option<usize>,
 }
 
 impl Default for MemoryStoreBuilder {
@@ -135,6 +187,7 @@ impl Default for MemoryStoreBuilder {
         MemoryStoreBuilder {
             max_entries: DEFAULT_MAX_ENTRIES,
             max_bytes: DEFAULT_MAX_BYTES,
+            shards: None,
         }
     }
 }
@@ -160,49 +213,47 @@ impl MemoryStoreBuilder {
         self
     }
 
-    /// Builds the store.
+    /// The number of shards (rounded up to a power of two, 1 to
+    /// [`MAX_SHARDS`]). Default: one per 128 of `max_entries`, at most
+    /// [`MAX_SHARDS`]. More shards let more threads write at once; with one
+    /// shard the eviction order is exactly least recently used.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards.clamp(1, MAX_SHARDS).next_power_of_two());
+        self
+    }
+
+    /// Builds the store (empty; see
+    /// [`MemoryStore::restore_from`] to load a snapshot).
     pub fn build(self) -> MemoryStore {
         let max_entries = self.max_entries;
         // One weight scale for both bounds: each entry weighs at least
-        // `unit`, so `capacity / unit <= max_entries` entries fit, and
-        // weights are bytes otherwise.
-        let unit = self
-            .max_bytes
-            .div_ceil(max_entries)
-            .clamp(1, u64::from(u32::MAX));
+        // `unit`, so `capacity / unit <= max_entries` entries fit (exactly
+        // `max_entries` small ones), and weights are bytes otherwise.
+        let unit = (self.max_bytes / max_entries).max(1);
         let capacity = self.max_bytes.min(max_entries.saturating_mul(unit));
-
-        let evicted: EvictedQueue = Arc::default();
-        let listener_queue = Arc::clone(&evicted);
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .eviction_policy(EvictionPolicy::lru())
-            .weigher(move |_id: &SessionId, record: &Arc<Record>| {
-                u32::try_from(weight(record, unit)).unwrap_or(u32::MAX)
-            })
-            .expire_after(RecordExpiry)
-            .eviction_listener(move |id: Arc<SessionId>, record: Arc<Record>, cause| {
-                if let (RemovalCause::Expired | RemovalCause::Size, Some(subject)) =
-                    (cause, &record.subject)
-                {
-                    lock(&listener_queue).push((subject.clone(), *id));
-                }
-            })
-            .build();
+        let shards = self.shards.unwrap_or_else(|| {
+            let wanted = (max_entries / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS as u64);
+            (wanted as usize).next_power_of_two()
+        });
+        let hasher = RandomState::new();
         MemoryStore {
             inner: Arc::new(Inner {
-                cache,
-                index: Mutex::default(),
-                evicted,
+                shards: (0..shards).map(|_| Mutex::default()).collect(),
+                mask: shards - 1,
+                tag: hasher.hash_one(0xC0FFEE_u32),
+                hasher,
+                index: SubjectIndex::new(shards),
+                used: AtomicU64::new(0),
+                capacity,
                 max_entries,
-                max_bytes: capacity,
                 unit,
+                snapshot_lock: Arc::default(),
             }),
         }
     }
 }
 
-/// The weight of one record in the cache: its bytes, but at least `unit`.
+/// The weight of one record: its bytes, but at least `unit`.
 fn weight(record: &Record, unit: u64) -> u64 {
     let bytes = record.payload.len() as u64
         + record.subject.as_ref().map_or(0, |s| s.len() as u64)
@@ -210,33 +261,229 @@ fn weight(record: &Record, unit: u64) -> u64 {
     bytes.max(unit)
 }
 
-/// Each record expires in the cache at its own `expires_at`.
-struct RecordExpiry;
+/// A hash-map key: the ID with its keyed hash, which the map's hasher
+/// passes through unchanged.
+#[derive(Clone, Copy)]
+struct Key {
+    hash: u64,
+    id: SessionId,
+}
 
-impl RecordExpiry {
-    fn until(record: &Record) -> Option<Duration> {
-        Some(record.expires_at.remaining_from(Timestamp::now()))
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.id == other.id
     }
 }
 
-impl Expiry<SessionId, Arc<Record>> for RecordExpiry {
-    fn expire_after_create(
-        &self,
-        _id: &SessionId,
-        record: &Arc<Record>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Self::until(record)
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a [`Key`]'s precomputed hash through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (by `Key`); fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// One record and its place in the shard's LRU list.
+struct Node {
+    hash: u64,
+    weight: u64,
+    prev: u32,
+    next: u32,
+    record: Record,
+}
+
+/// One shard: a map from ID to a slot of `nodes`, and the LRU list
+/// through the nodes (`head` most recently used, `tail` least).
+struct Shard {
+    map: HashMap<Key, u32, BuildHasherDefault<PassThrough>>,
+    nodes: Vec<Option<Node>>,
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            map: HashMap::default(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl Shard {
+    fn find(&self, key: &Key) -> Option<u32> {
+        self.map.get(key).copied()
     }
 
-    fn expire_after_update(
-        &self,
-        _id: &SessionId,
-        record: &Arc<Record>,
-        _updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Self::until(record)
+    fn node(&self, slot: u32) -> &Node {
+        match &self.nodes[slot as usize] {
+            Some(node) => node,
+            None => unreachable!("a linked slot holds a node"),
+        }
+    }
+
+    fn node_mut(&mut self, slot: u32) -> &mut Node {
+        match &mut self.nodes[slot as usize] {
+            Some(node) => node,
+            None => unreachable!("a linked slot holds a node"),
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let n = self.node(slot);
+            (n.prev, n.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.node_mut(prev).next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.node_mut(next).prev = prev;
+        }
+    }
+
+    fn push_front(&mut self, slot: u32) {
+        let head = self.head;
+        {
+            let n = self.node_mut(slot);
+            n.prev = NIL;
+            n.next = head;
+        }
+        if head == NIL {
+            self.tail = slot;
+        } else {
+            self.node_mut(head).prev = slot;
+        }
+        self.head = slot;
+    }
+
+    /// Marks `slot` as the most recently used.
+    fn touch_lru(&mut self, slot: u32) {
+        if self.head != slot {
+            self.unlink(slot);
+            self.push_front(slot);
+        }
+    }
+
+    /// Inserts a node for `key` (not present) as the most recently used.
+    fn insert(&mut self, key: Key, record: Record, weight: u64) -> u32 {
+        let node = Node {
+            hash: key.hash,
+            weight,
+            prev: NIL,
+            next: NIL,
+            record,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = Some(node);
+                slot
+            }
+            None => {
+                self.nodes.push(Some(node));
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.push_front(slot);
+        self.map.insert(key, slot);
+        slot
+    }
+
+    /// Removes the node in `slot`.
+    fn remove(&mut self, slot: u32) -> Node {
+        self.unlink(slot);
+        let node = match self.nodes[slot as usize].take() {
+            Some(node) => node,
+            None => unreachable!("a linked slot holds a node"),
+        };
+        self.map.remove(&Key {
+            hash: node.hash,
+            id: node.record.id,
+        });
+        self.free.push(slot);
+        node
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The slots from least to most recently used.
+    fn lru_order(&self) -> Vec<u32> {
+        let mut order = Vec::with_capacity(self.len());
+        let mut slot = self.tail;
+        while slot != NIL {
+            order.push(slot);
+            slot = self.node(slot).prev;
+        }
+        order
+    }
+
+    /// Gives back the memory of a shard that shrank a lot: rebuilds the
+    /// slab densely, in LRU order.
+    fn compact(&mut self) {
+        let len = self.len();
+        if self.nodes.len() <= 64 || len * 4 > self.nodes.len() {
+            return;
+        }
+        let order = self.lru_order();
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let mut fresh = Shard::default();
+        fresh.nodes.reserve_exact(len);
+        fresh.map.reserve(len);
+        for slot in order {
+            if let Some(node) = nodes[slot as usize].take() {
+                let key = Key {
+                    hash: node.hash,
+                    id: node.record.id,
+                };
+                fresh.insert(key, node.record, node.weight);
+            }
+        }
+        *self = fresh;
+    }
+}
+
+/// One shard of the subject index: subject → IDs.
+type SubjectShard = HashMap<String, HashSet<SessionId>>;
+
+/// subject → IDs, sharded by a hash of the subject.
+struct SubjectIndex {
+    shards: Box<[Mutex<SubjectShard>]>,
+}
+
+impl SubjectIndex {
+    fn new(shards: usize) -> Self {
+        SubjectIndex {
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+        }
     }
 }
 
@@ -249,9 +496,10 @@ impl Default for MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.inner.cache.entry_count())
+            .field("entries", &self.entry_count())
             .field("max_entries", &self.inner.max_entries)
-            .field("max_bytes", &self.inner.max_bytes)
+            .field("max_bytes", &self.inner.capacity)
+            .field("shards", &self.inner.shards.len())
             .finish()
     }
 }
@@ -280,268 +528,405 @@ impl MemoryStore {
 
     /// The configured bound on bytes held.
     pub fn max_bytes(&self) -> u64 {
-        self.inner.max_bytes
+        self.inner.capacity
     }
 
-    /// The number of records held, including expired ones not purged yet.
-    /// Approximate until [`run_pending_tasks`](Self::run_pending_tasks) has
-    /// run, like every moka count.
+    /// The number of records held, including expired ones not removed yet
+    /// (see [`run_pending_tasks`](Self::run_pending_tasks)).
     pub fn entry_count(&self) -> u64 {
-        self.inner.cache.entry_count()
+        self.inner.shards.iter().map(|s| lock(s).len() as u64).sum()
     }
 
     /// The bytes held, as counted against [`max_bytes`](Self::max_bytes).
-    /// Approximate like [`entry_count`](Self::entry_count).
     pub fn weighted_size(&self) -> u64 {
-        self.inner.cache.weighted_size()
+        self.inner.used.load(Relaxed)
     }
 
-    /// Runs the cache's pending maintenance now: purges expired records,
-    /// applies the capacity bound and updates the counts. The cache also
-    /// does this on its own as it is used.
+    /// Removes every expired record now and gives back the memory of
+    /// shards that shrank a lot. Writes also remove expired records as they
+    /// go; this is the complete sweep (`delete_expired` runs it too).
     pub async fn run_pending_tasks(&self) {
-        self.inner.cache.run_pending_tasks().await;
-        self.prune_evicted().await;
+        self.sweep(Timestamp::now());
     }
 
-    fn check_size(&self, record: &Record) -> Result<()> {
+    /// Removes every record expired at `now`; returns how many.
+    fn sweep(&self, now: Timestamp) -> u64 {
+        let mut removed = 0;
+        for shard in self.inner.shards.iter() {
+            let mut shard = lock(shard);
+            for slot in shard.lru_order() {
+                if !shard.node(slot).record.is_live(now) {
+                    self.remove_node(&mut shard, slot);
+                    removed += 1;
+                }
+            }
+            shard.compact();
+        }
+        removed
+    }
+
+    fn check_size(&self, record: &Record) -> Result<u64> {
         let inner = &self.inner;
         let w = weight(record, inner.unit);
-        if w > inner.max_bytes || w > u64::from(u32::MAX) {
+        if w > inner.capacity {
             let overhead = w.saturating_sub(record.payload.len() as u64);
             return Err(Error::TooLarge {
                 size: record.payload.len(),
-                limit: usize::try_from(inner.max_bytes.saturating_sub(overhead))
+                limit: usize::try_from(inner.capacity.saturating_sub(overhead))
                     .unwrap_or(usize::MAX),
             });
         }
-        Ok(())
+        Ok(w)
     }
 
-    fn index_add(&self, subject: &Option<String>, id: SessionId) {
-        if let Some(subject) = subject {
-            lock(&self.inner.index)
-                .entry(subject.clone())
-                .or_default()
-                .insert(id);
+    fn key(&self, id: &SessionId) -> Key {
+        Key {
+            hash: self.inner.hasher.hash_one(id),
+            id: *id,
         }
     }
 
-    fn index_remove(&self, subject: &Option<String>, id: &SessionId) {
-        if let Some(subject) = subject {
-            let mut index = lock(&self.inner.index);
-            if let Some(ids) = index.get_mut(subject) {
-                ids.remove(id);
-                if ids.is_empty() {
-                    index.remove(subject);
-                }
+    fn shard_of(&self, key: &Key) -> usize {
+        // Bits 32.. of the hash: the map uses the low bits for its bucket
+        // and the top 7 for its control bytes, so the shard takes neither.
+        (key.hash >> 32) as usize & self.inner.mask
+    }
+
+    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+        lock(&self.inner.shards[index])
+    }
+
+    fn index_shard(&self, subject: &str) -> MutexGuard<'_, SubjectShard> {
+        let i = (self.inner.hasher.hash_one(subject) >> 32) as usize & self.inner.mask;
+        lock(&self.inner.index.shards[i])
+    }
+
+    /// Adds `id` under `subject`. Called with the record's shard locked.
+    fn index_add(&self, subject: &str, id: SessionId) {
+        let mut index = self.index_shard(subject);
+        match index.get_mut(subject) {
+            Some(ids) => {
+                ids.insert(id);
+            }
+            None => {
+                index.insert(subject.to_owned(), HashSet::from([id]));
+            }
+        }
+    }
+
+    /// Removes `id` from `subject`. Called with the record's shard locked.
+    fn index_remove(&self, subject: &str, id: &SessionId) {
+        let mut index = self.index_shard(subject);
+        if let Some(ids) = index.get_mut(subject) {
+            ids.remove(id);
+            if ids.is_empty() {
+                index.remove(subject);
             }
         }
     }
 
     fn indexed(&self, subject: &str) -> Vec<SessionId> {
-        lock(&self.inner.index)
+        self.index_shard(subject)
             .get(subject)
             .map(|ids| ids.iter().copied().collect())
             .unwrap_or_default()
     }
 
-    /// Removes `id` from `subject`'s index entry unless it is (again) a
-    /// live record of that subject; runs under the record's key lock, so
-    /// it cannot race with a write of the same ID.
-    async fn prune(&self, subject: &str, id: SessionId) {
-        let now = Timestamp::now();
-        self.inner
-            .cache
-            .entry(id)
-            .and_compute_with(|entry| {
-                let current = entry.map(|e| e.into_value());
-                let keep = current
-                    .as_ref()
-                    .is_some_and(|r| r.is_live(now) && r.subject.as_deref() == Some(subject));
-                if !keep {
-                    self.index_remove(&Some(subject.to_owned()), &id);
-                }
-                match current {
-                    Some(r) if !r.is_live(now) => {
-                        self.index_remove(&r.subject, &id);
-                        ready(Op::Remove)
-                    }
-                    _ => ready(Op::Nop),
-                }
-            })
-            .await;
+    /// Removes the node in `slot` with its index entry and weight.
+    fn remove_node(&self, shard: &mut Shard, slot: u32) -> Record {
+        let node = shard.remove(slot);
+        if let Some(subject) = &node.record.subject {
+            self.index_remove(subject, &node.record.id);
+        }
+        self.inner.used.fetch_sub(node.weight, Relaxed);
+        node.record
     }
 
-    /// Removes the index entries of records the cache evicted by itself.
-    async fn prune_evicted(&self) {
-        let evicted = std::mem::take(&mut *lock(&self.inner.evicted));
-        for (subject, id) in evicted {
-            self.prune(&subject, id).await;
+    /// Removes up to [`PURGE_PER_WRITE`] expired records from the LRU end
+    /// of `shard`, keeping `keep`.
+    fn purge_tail(&self, shard: &mut Shard, now: Timestamp, keep: u32) {
+        for _ in 0..PURGE_PER_WRITE {
+            let tail = shard.tail;
+            if tail == NIL || tail == keep || shard.node(tail).record.is_live(now) {
+                return;
+            }
+            self.remove_node(shard, tail);
         }
+    }
+
+    /// Evicts least recently used records until the weight fits the
+    /// capacity, starting with shard `start`, never evicting `keep` (the
+    /// record just written). Called with no shard locked.
+    fn evict(&self, start: usize, keep: &SessionId) {
+        let inner = &self.inner;
+        let shards = inner.shards.len();
+        let mut empty = 0;
+        let mut at = start;
+        while inner.used.load(Relaxed) > inner.capacity && empty < shards {
+            let mut shard = self.shard(at);
+            let mut victim = shard.tail;
+            if victim != NIL && shard.node(victim).record.id == *keep {
+                victim = shard.node(victim).prev;
+            }
+            if victim == NIL {
+                empty += 1;
+                at = (at + 1) & inner.mask;
+            } else {
+                empty = 0;
+                self.remove_node(&mut shard, victim);
+            }
+        }
+    }
+
+    fn after_write(&self, shard: usize, id: &SessionId) {
+        if self.inner.used.load(Relaxed) > self.inner.capacity {
+            self.evict(shard, id);
+        }
+    }
+
+    /// `create`'s insert-if-absent (also used to restore a snapshot):
+    /// `false` when a live record with that ID is there (nothing changes).
+    pub(crate) fn insert_new(&self, record: &Record, weight: u64) -> bool {
+        let key = self.key(&record.id);
+        let at = self.shard_of(&key);
+        let now = Timestamp::now();
+        {
+            let mut shard = self.shard(at);
+            let found = shard.find(&key);
+            if let Some(slot) = found {
+                if shard.node(slot).record.is_live(now) {
+                    return false;
+                }
+                self.remove_node(&mut shard, slot);
+            }
+            if let Some(subject) = &record.subject {
+                self.index_add(subject, record.id);
+            }
+            self.inner.used.fetch_add(weight, Relaxed);
+            let slot = shard.insert(key, record.clone(), weight);
+            self.purge_tail(&mut shard, now, slot);
+        }
+        self.after_write(at, &record.id);
+        true
+    }
+
+    /// Every live record, least recently used first within each shard.
+    pub(crate) fn live_records(&self, now: Timestamp) -> Vec<Record> {
+        let mut records = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let shard = lock(shard);
+            records.reserve(shard.len());
+            for slot in shard.lru_order() {
+                let record = &shard.node(slot).record;
+                if record.is_live(now) {
+                    records.push(record.clone());
+                }
+            }
+        }
+        records
+    }
+
+    /// Parses a scan cursor: `<tag>.<shard>.<last ID or nothing>`. `None`
+    /// (start over) for a cursor of another instance of the store.
+    fn parse_cursor(&self, cursor: &ScanCursor) -> Result<Option<(usize, Option<SessionId>)>> {
+        let mut parts = cursor.as_str().splitn(3, '.');
+        let (Some(tag), Some(shard), Some(last)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::InvalidId);
+        };
+        let tag = u64::from_str_radix(tag, 16).map_err(|_| Error::InvalidId)?;
+        let shard: usize = shard.parse().map_err(|_| Error::InvalidId)?;
+        let last = match last {
+            "" => None,
+            id => Some(SessionId::parse(id)?),
+        };
+        if tag != self.inner.tag || shard >= self.inner.shards.len() {
+            return Ok(None);
+        }
+        Ok(Some((shard, last)))
+    }
+
+    fn cursor(&self, shard: usize, last: Option<&SessionId>) -> ScanCursor {
+        ScanCursor::new(format!(
+            "{:016x}.{shard}.{}",
+            self.inner.tag,
+            last.map_or("", SessionId::as_str)
+        ))
+    }
+
+    pub(crate) fn record_weight(&self, record: &Record) -> Result<u64> {
+        self.check_size(record)
     }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &Record) -> Result<()> {
-        self.check_size(record)?;
-        if lock(&self.inner.evicted).len() >= EVICTED_BACKLOG {
-            self.prune_evicted().await;
+        let w = self.check_size(record)?;
+        if self.insert_new(record, w) {
+            Ok(())
+        } else {
+            Err(Error::Conflict)
         }
-        let now = Timestamp::now();
-        let mut outcome = Ok(());
-        self.inner
-            .cache
-            .entry(record.id)
-            .and_compute_with(|entry| {
-                let op = match entry.map(|e| e.into_value()) {
-                    Some(current) if current.is_live(now) => {
-                        outcome = Err(Error::Conflict);
-                        Op::Nop
-                    }
-                    expired => {
-                        if let Some(old) = expired {
-                            self.index_remove(&old.subject, &record.id);
-                        }
-                        self.index_add(&record.subject, record.id);
-                        Op::Put(Arc::new(record.clone()))
-                    }
-                };
-                ready(op)
-            })
-            .await;
-        outcome
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
+        let key = self.key(id);
         let now = Timestamp::now();
-        Ok(self
-            .inner
-            .cache
-            .get(id)
-            .await
-            .filter(|r| r.is_live(now))
-            .map(|r| Record::clone(&r)))
+        let mut shard = self.shard(self.shard_of(&key));
+        let Some(slot) = shard.find(&key) else {
+            return Ok(None);
+        };
+        if shard.node(slot).record.is_live(now) {
+            shard.touch_lru(slot);
+            Ok(Some(shard.node(slot).record.clone()))
+        } else {
+            self.remove_node(&mut shard, slot);
+            Ok(None)
+        }
     }
 
     async fn save(&self, record: &Record) -> Result<u64> {
-        self.check_size(record)?;
+        let w = self.check_size(record)?;
+        let key = self.key(&record.id);
+        let at = self.shard_of(&key);
         let now = Timestamp::now();
-        let mut outcome = Err(Error::NotFound);
-        self.inner
-            .cache
-            .entry(record.id)
-            .and_compute_with(|entry| {
-                let op = match entry.map(|e| e.into_value()) {
-                    Some(current) if current.is_live(now) => match current.version.checked_add(1) {
-                        Some(next) if current.version == record.version => {
-                            if current.subject != record.subject {
-                                self.index_remove(&current.subject, &record.id);
-                                self.index_add(&record.subject, record.id);
-                            }
-                            outcome = Ok(next);
-                            Op::Put(Arc::new(Record {
-                                version: next,
-                                ..record.clone()
-                            }))
-                        }
-                        _ => {
-                            outcome = Err(Error::Conflict);
-                            Op::Nop
-                        }
-                    },
-                    _ => Op::Nop,
-                };
-                ready(op)
-            })
-            .await;
-        outcome
+        let (grew, next) = {
+            let mut shard = self.shard(at);
+            let Some(slot) = shard.find(&key) else {
+                return Err(Error::NotFound);
+            };
+            let (live, version, same_subject) = {
+                let stored = &shard.node(slot).record;
+                (
+                    stored.is_live(now),
+                    stored.version,
+                    stored.subject == record.subject,
+                )
+            };
+            if !live {
+                self.remove_node(&mut shard, slot);
+                return Err(Error::NotFound);
+            }
+            let next = match version.checked_add(1) {
+                Some(next) if version == record.version => next,
+                _ => return Err(Error::Conflict),
+            };
+            if !same_subject {
+                if let Some(old) = &shard.node(slot).record.subject {
+                    self.index_remove(old, &record.id);
+                }
+                if let Some(new) = &record.subject {
+                    self.index_add(new, record.id);
+                }
+            }
+            let node = shard.node_mut(slot);
+            let stored = &mut node.record;
+            if !same_subject {
+                stored.subject.clone_from(&record.subject);
+            }
+            stored.payload = record.payload.clone();
+            stored.version = next;
+            stored.created_at = record.created_at;
+            stored.expires_at = record.expires_at;
+            let old = std::mem::replace(&mut node.weight, w);
+            if w != old {
+                if w > old {
+                    self.inner.used.fetch_add(w - old, Relaxed);
+                } else {
+                    self.inner.used.fetch_sub(old - w, Relaxed);
+                }
+            }
+            shard.touch_lru(slot);
+            self.purge_tail(&mut shard, now, slot);
+            (w > old, next)
+        };
+        if grew {
+            self.after_write(at, &record.id);
+        }
+        Ok(next)
     }
 
     async fn touch(&self, id: &SessionId, expires_at: Timestamp) -> Result<()> {
+        let key = self.key(id);
         let now = Timestamp::now();
-        let mut outcome = Err(Error::NotFound);
-        self.inner
-            .cache
-            .entry(*id)
-            .and_compute_with(|entry| {
-                let op = match entry.map(|e| e.into_value()) {
-                    Some(current) if current.is_live(now) => {
-                        outcome = Ok(());
-                        if expires_at > now {
-                            Op::Put(Arc::new(Record {
-                                expires_at,
-                                ..Record::clone(&current)
-                            }))
-                        } else {
-                            // Moved into the past: expired from now on.
-                            self.index_remove(&current.subject, id);
-                            Op::Remove
-                        }
-                    }
-                    _ => Op::Nop,
-                };
-                ready(op)
-            })
-            .await;
-        outcome
+        let mut shard = self.shard(self.shard_of(&key));
+        let Some(slot) = shard.find(&key) else {
+            return Err(Error::NotFound);
+        };
+        if !shard.node(slot).record.is_live(now) {
+            self.remove_node(&mut shard, slot);
+            return Err(Error::NotFound);
+        }
+        if expires_at > now {
+            shard.node_mut(slot).record.expires_at = expires_at;
+            shard.touch_lru(slot);
+        } else {
+            // Moved into the past: expired from now on.
+            self.remove_node(&mut shard, slot);
+        }
+        Ok(())
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool> {
+        let key = self.key(id);
         let now = Timestamp::now();
-        // One atomic removal; the index is updated after it. A write racing
-        // with the delete finds no record (NotFound), so it cannot put the
-        // ID back into an index.
-        Ok(match self.inner.cache.remove(id).await {
-            Some(removed) => {
-                self.index_remove(&removed.subject, id);
-                removed.is_live(now)
-            }
+        let mut shard = self.shard(self.shard_of(&key));
+        Ok(match shard.find(&key) {
+            Some(slot) => self.remove_node(&mut shard, slot).is_live(now),
             None => false,
         })
     }
 
     async fn compare_and_delete(&self, id: &SessionId, version: u64) -> Result<()> {
+        let key = self.key(id);
         let now = Timestamp::now();
-        let mut outcome = Err(Error::NotFound);
-        // Under the record's key lock, like `save`: a concurrent save,
-        // delete, delete_subject or compare_and_delete of this ID runs
-        // wholly before or wholly after this closure.
-        self.inner
-            .cache
-            .entry(*id)
-            .and_compute_with(|entry| {
-                let op = match entry.map(|e| e.into_value()) {
-                    Some(current) if current.is_live(now) => {
-                        if current.version == version {
-                            // The same index removal as `delete`.
-                            self.index_remove(&current.subject, id);
-                            outcome = Ok(());
-                            Op::Remove
-                        } else {
-                            outcome = Err(Error::Conflict);
-                            Op::Nop
-                        }
-                    }
-                    // Missing or expired: NotFound, nothing removed.
-                    _ => Op::Nop,
-                };
-                ready(op)
-            })
-            .await;
-        outcome
+        // Under the shard's lock, like `save`: a concurrent save, delete,
+        // delete_subject or compare_and_delete of this ID runs wholly
+        // before or wholly after this.
+        let mut shard = self.shard(self.shard_of(&key));
+        let Some(slot) = shard.find(&key) else {
+            return Err(Error::NotFound);
+        };
+        let (live, stored) = {
+            let record = &shard.node(slot).record;
+            (record.is_live(now), record.version)
+        };
+        if !live {
+            // Expired: NotFound, and the expired record goes.
+            self.remove_node(&mut shard, slot);
+            return Err(Error::NotFound);
+        }
+        if stored != version {
+            return Err(Error::Conflict);
+        }
+        // The same index removal as `delete`.
+        self.remove_node(&mut shard, slot);
+        Ok(())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "memory"
     }
 
     async fn list_subject(&self, subject: &str) -> Result<Vec<Record>> {
         let now = Timestamp::now();
         let mut records = Vec::new();
         for id in self.indexed(subject) {
-            match self.inner.cache.get(&id).await {
-                Some(r) if r.is_live(now) && r.subject.as_deref() == Some(subject) => {
-                    records.push(Record::clone(&r));
+            let key = self.key(&id);
+            let mut shard = self.shard(self.shard_of(&key));
+            match shard.find(&key) {
+                Some(slot) if shard.node(slot).record.subject.as_deref() == Some(subject) => {
+                    if shard.node(slot).record.is_live(now) {
+                        records.push(shard.node(slot).record.clone());
+                    } else {
+                        self.remove_node(&mut shard, slot);
+                    }
                 }
-                _ => self.prune(subject, id).await,
+                // Not (any more) a record of this subject: the index is
+                // exact, so this is only a removal that raced with the
+                // snapshot of IDs above; make sure nothing stays behind.
+                _ => self.index_remove(subject, &id),
             }
         }
         Ok(records)
@@ -550,47 +935,78 @@ impl SessionStore for MemoryStore {
     async fn delete_subject(&self, subject: &str) -> Result<u64> {
         let mut removed = 0;
         for id in self.indexed(subject) {
+            let key = self.key(&id);
             let now = Timestamp::now();
-            let mut hit = false;
-            self.inner
-                .cache
-                .entry(id)
-                .and_compute_with(|entry| {
-                    let op = match entry.map(|e| e.into_value()) {
-                        Some(current) if current.subject.as_deref() == Some(subject) => {
-                            hit = current.is_live(now);
-                            self.index_remove(&current.subject, &id);
-                            Op::Remove
-                        }
-                        Some(current) if !current.is_live(now) => {
-                            self.index_remove(&current.subject, &id);
-                            self.index_remove(&Some(subject.to_owned()), &id);
-                            Op::Remove
-                        }
-                        _ => {
-                            // Gone, or now belongs to another subject.
-                            self.index_remove(&Some(subject.to_owned()), &id);
-                            Op::Nop
-                        }
-                    };
-                    ready(op)
-                })
-                .await;
-            removed += u64::from(hit);
+            let mut shard = self.shard(self.shard_of(&key));
+            match shard.find(&key) {
+                Some(slot) if shard.node(slot).record.subject.as_deref() == Some(subject) => {
+                    let record = self.remove_node(&mut shard, slot);
+                    removed += u64::from(record.is_live(now));
+                }
+                _ => self.index_remove(subject, &id),
+            }
         }
         Ok(removed)
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        // Expiry is native: the cache purges expired records itself. Run
-        // its pending maintenance now and drop their index entries.
-        self.run_pending_tasks().await;
-        Ok(0)
+        Ok(self.sweep(Timestamp::now()))
+    }
+
+    /// Shard by shard, each shard in ID order: the cursor is the shard and
+    /// the last ID returned from it, so records that come and go, LRU
+    /// moves and compaction never make a scan skip a record that stays.
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        let (mut at, mut after) = match cursor {
+            Some(c) => self.parse_cursor(c)?.unwrap_or((0, None)),
+            None => (0, None),
+        };
+        let now = Timestamp::now();
+        let mut records = Vec::new();
+        while records.len() < limit {
+            let want = limit - records.len();
+            let shard = self.shard(at);
+            let mut ids: Vec<(SessionId, u32)> = shard
+                .map
+                .iter()
+                .filter(|(key, _)| after.is_none_or(|a| key.id > a))
+                .map(|(key, &slot)| (key.id, slot))
+                .collect();
+            let more = ids.len() > want;
+            if more {
+                ids.select_nth_unstable(want);
+                ids.truncate(want);
+            }
+            ids.sort_unstable();
+            for &(_, slot) in &ids {
+                let record = &shard.node(slot).record;
+                if record.is_live(now) {
+                    records.push(record.clone());
+                }
+            }
+            drop(shard);
+            if more {
+                // This shard goes on after the last ID looked at.
+                let last = ids.last().map(|(id, _)| *id);
+                return Ok(ScanPage::new(records, Some(self.cursor(at, last.as_ref()))));
+            }
+            if at + 1 == self.inner.shards.len() {
+                return Ok(ScanPage::new(records, None));
+            }
+            at += 1;
+            after = None;
+        }
+        Ok(ScanPage::new(
+            records,
+            Some(self.cursor(at, after.as_ref())),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn record(subject: Option<&str>, payload: Vec<u8>, ttl: Duration) -> Record {
@@ -607,31 +1023,92 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn index_len(store: &MemoryStore) -> usize {
-        lock(&store.inner.index).values().map(HashSet::len).sum()
+        store
+            .inner
+            .index
+            .shards
+            .iter()
+            .map(|s| lock(s).values().map(HashSet::len).sum::<usize>())
+            .sum()
+    }
+
+    fn subjects(store: &MemoryStore) -> Vec<String> {
+        store
+            .inner
+            .index
+            .shards
+            .iter()
+            .flat_map(|s| lock(s).keys().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Every shard's map, slab and LRU list agree, and the weight counter
+    /// is the sum of the weights.
+    fn check_invariants(store: &MemoryStore) {
+        let mut total = 0;
+        for shard in store.inner.shards.iter() {
+            let shard = lock(shard);
+            let order = shard.lru_order();
+            assert_eq!(order.len(), shard.len(), "LRU list and map agree");
+            let occupied = shard.nodes.iter().filter(|n| n.is_some()).count();
+            assert_eq!(occupied, shard.len(), "slab and map agree");
+            for (key, &slot) in &shard.map {
+                assert_eq!(shard.node(slot).record.id, key.id);
+                total += shard.node(slot).weight;
+            }
+        }
+        assert_eq!(store.weighted_size(), total);
     }
 
     #[tokio::test]
     async fn entry_bound_is_enforced() {
         let store = MemoryStore::builder().max_entries(50).build();
-        let mut last = None;
+        let mut all = Vec::new();
         for i in 0..500 {
             let r = record(Some("bounded"), vec![i as u8; 10], HOUR);
             store.create(&r).await.unwrap();
-            last = Some(r);
+            all.push(r);
         }
-        store.run_pending_tasks().await;
-        assert!(
-            store.entry_count() <= 50,
-            "{} entries held",
-            store.entry_count()
-        );
+        assert_eq!(store.entry_count(), 50);
         let listed = store.list_subject("bounded").await.unwrap();
-        assert!(!listed.is_empty() && listed.len() <= 50, "{}", listed.len());
-        // LRU: the newest record survives.
-        let last = last.unwrap();
-        assert_eq!(store.load(&last.id).await.unwrap(), Some(last));
-        // The subject index is pruned of evicted records.
-        assert!(index_len(&store) <= 50, "index holds {}", index_len(&store));
+        assert_eq!(listed.len(), 50);
+        // LRU (one shard at this size: exact): the 50 newest survive.
+        for r in &all[450..] {
+            assert_eq!(store.load(&r.id).await.unwrap().as_ref(), Some(r));
+        }
+        // The subject index lost the evicted records with them.
+        assert_eq!(index_len(&store), 50);
+        check_invariants(&store);
+    }
+
+    #[tokio::test]
+    async fn eviction_takes_the_least_recently_used() {
+        let store = MemoryStore::builder().max_entries(3).build();
+        let rs: Vec<Record> = (0..3).map(|_| record(None, vec![1], HOUR)).collect();
+        for r in &rs {
+            store.create(r).await.unwrap();
+        }
+        // Use the oldest: the second one is now the least recently used.
+        store.load(&rs[0].id).await.unwrap().unwrap();
+        store.create(&record(None, vec![2], HOUR)).await.unwrap();
+        assert!(store.load(&rs[0].id).await.unwrap().is_some());
+        assert!(store.load(&rs[1].id).await.unwrap().is_none());
+        assert!(store.load(&rs[2].id).await.unwrap().is_some());
+        check_invariants(&store);
+    }
+
+    #[tokio::test]
+    async fn bound_holds_across_many_shards() {
+        let store = MemoryStore::builder().max_entries(100).shards(64).build();
+        for _ in 0..2_000 {
+            store
+                .create(&record(Some("s"), vec![3; 8], HOUR))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.entry_count(), 100);
+        assert_eq!(store.list_subject("s").await.unwrap().len(), 100);
+        check_invariants(&store);
     }
 
     #[tokio::test]
@@ -646,7 +1123,6 @@ mod tests {
                 .await
                 .unwrap();
         }
-        store.run_pending_tasks().await;
         assert!(
             store.weighted_size() <= 100 * 1024,
             "{}",
@@ -669,6 +1145,13 @@ mod tests {
             Err(Error::TooLarge { .. })
         ));
         assert_eq!(store.load(&small.id).await.unwrap().unwrap().version, 1);
+
+        // A save that grows a record evicts others, never the record.
+        small.payload = vec![2; 90 * 1024].into();
+        small.version = store.save(&small).await.unwrap();
+        assert!(store.weighted_size() <= 100 * 1024);
+        assert_eq!(store.load(&small.id).await.unwrap(), Some(small));
+        check_invariants(&store);
     }
 
     #[tokio::test]
@@ -678,42 +1161,65 @@ mod tests {
         store.create(&live).await.unwrap();
         let mut short = Vec::new();
         for _ in 0..20 {
-            let r = record(Some("purge"), b"short".to_vec(), Duration::from_millis(200));
+            let r = record(Some("purge"), b"short".to_vec(), Duration::from_millis(50));
             store.create(&r).await.unwrap();
             short.push(r);
         }
-        store.run_pending_tasks().await;
         assert_eq!(store.entry_count(), 21);
         assert_eq!(index_len(&store), 21);
 
-        let deadline = short[19].expires_at + Duration::from_millis(100);
+        let deadline = short[19].expires_at + Duration::from_millis(5);
         tokio::time::sleep(deadline.remaining_from(Timestamp::now())).await;
         // Hidden at once ...
-        for r in &short {
-            assert_eq!(store.load(&r.id).await.unwrap(), None);
-        }
-        // ... and purged from memory and from the subject index by the
-        // cache's maintenance (moka's timer wheel ticks about once a
-        // second, so poll, bounded).
-        let mut purged = false;
-        for _ in 0..50 {
-            assert_eq!(store.delete_expired().await.unwrap(), 0);
-            if store.entry_count() == 1 && index_len(&store) == 1 {
-                purged = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            purged,
-            "expired records still held: {} entries, {} indexed",
-            store.entry_count(),
-            index_len(&store)
-        );
+        assert_eq!(store.load(&short[0].id).await.unwrap(), None);
+        // ... removed when met ...
+        assert_eq!(store.entry_count(), 20);
+        // ... and all of them, with their index entries, by the sweep.
+        assert_eq!(store.delete_expired().await.unwrap(), 19);
+        assert_eq!(store.entry_count(), 1);
+        assert_eq!(index_len(&store), 1);
+        assert_eq!(store.weighted_size(), weight(&live, store.inner.unit));
         for r in &short {
             assert_eq!(store.load(&r.id).await.unwrap(), None);
         }
         assert_eq!(store.list_subject("purge").await.unwrap(), vec![live]);
+        check_invariants(&store);
+    }
+
+    #[tokio::test]
+    async fn writes_purge_expired_records_at_the_lru_end() {
+        let store = MemoryStore::builder().shards(1).build();
+        for _ in 0..10 {
+            store
+                .create(&record(None, vec![1], Duration::from_millis(20)))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Each write removes up to two expired records from the LRU end.
+        for _ in 0..5 {
+            store.create(&record(None, vec![1], HOUR)).await.unwrap();
+        }
+        assert_eq!(store.entry_count(), 5);
+        check_invariants(&store);
+    }
+
+    #[tokio::test]
+    async fn compaction_gives_memory_back() {
+        let store = MemoryStore::builder().shards(1).build();
+        let rs: Vec<Record> = (0..1_000).map(|_| record(None, vec![1], HOUR)).collect();
+        for r in &rs {
+            store.create(r).await.unwrap();
+        }
+        for r in &rs[..990] {
+            store.delete(&r.id).await.unwrap();
+        }
+        store.run_pending_tasks().await;
+        assert!(lock(&store.inner.shards[0]).nodes.len() <= 64);
+        for r in &rs[990..] {
+            assert_eq!(store.load(&r.id).await.unwrap().as_ref(), Some(r));
+        }
+        check_invariants(&store);
     }
 
     #[tokio::test]
@@ -723,10 +1229,17 @@ mod tests {
         store.create(&r).await.unwrap();
         r.subject = Some("b".into());
         r.version = store.save(&r).await.unwrap();
-        assert_eq!(lock(&store.inner.index).keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(subjects(&store), ["b"]);
+        r.subject = None;
+        r.version = store.save(&r).await.unwrap();
+        assert!(subjects(&store).is_empty());
+        r.subject = Some("c".into());
+        r.version = store.save(&r).await.unwrap();
+        assert_eq!(store.list_subject("c").await.unwrap(), vec![r.clone()]);
         store.delete(&r.id).await.unwrap();
         assert_eq!(index_len(&store), 0);
-        assert!(lock(&store.inner.index).is_empty());
+        assert!(subjects(&store).is_empty());
+        check_invariants(&store);
     }
 
     #[tokio::test]
@@ -745,7 +1258,7 @@ mod tests {
         // The current version: removed, and gone from the subject index.
         store.compare_and_delete(&r.id, 2).await.unwrap();
         assert_eq!(store.load(&r.id).await.unwrap(), None);
-        assert!(lock(&store.inner.index).is_empty());
+        assert!(subjects(&store).is_empty());
         assert!(store.list_subject("cad").await.unwrap().is_empty());
         // Gone: NotFound.
         assert!(matches!(
@@ -760,6 +1273,7 @@ mod tests {
             store.compare_and_delete(&short.id, 1).await,
             Err(Error::NotFound)
         ));
+        check_invariants(&store);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -790,6 +1304,7 @@ mod tests {
             let listed = store.list_subject("race").await.unwrap();
             assert_eq!(listed.len(), usize::from(left.is_some()));
             assert_eq!(index_len(&store), usize::from(left.is_some()));
+            check_invariants(&store);
         }
     }
 
@@ -836,5 +1351,52 @@ mod tests {
             }
         }
         assert_eq!(ok, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_churn_keeps_every_structure_consistent() {
+        // Many tasks create, save, load, delete and evict in a small store
+        // with several shards; afterwards map, slab, LRU list, weight and
+        // subject index must still agree.
+        let store = MemoryStore::builder().max_entries(200).shards(8).build();
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let subject = format!("user-{}", t % 3);
+                for i in 0..300 {
+                    let mut r = record(Some(&subject), vec![i as u8; 16 + i % 64], HOUR);
+                    store.create(&r).await.unwrap();
+                    if i % 2 == 0 {
+                        match store.save(&r).await {
+                            Ok(v) => r.version = v,
+                            Err(Error::NotFound) => continue, // evicted
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                    if i % 3 == 0 {
+                        store.delete(&r.id).await.unwrap();
+                    }
+                    if i % 50 == 0 {
+                        store.list_subject(&subject).await.unwrap();
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        check_invariants(&store);
+        assert!(store.entry_count() <= 200);
+        let mut listed = 0;
+        for s in 0..3 {
+            listed += store
+                .list_subject(&format!("user-{s}"))
+                .await
+                .unwrap()
+                .len();
+        }
+        assert_eq!(listed as u64, store.entry_count());
+        assert_eq!(index_len(&store) as u64, store.entry_count());
     }
 }
