@@ -661,7 +661,8 @@ impl<T: SessionData> SessionManager<T> {
         let expires_at = self.deadline(now, now);
         let mut session = Session {
             ticket: Ticket(String::new()),
-            id: SessionId::try_generate()?,
+            // Drawn below: by `insert_new` (stateful) or as the token ID.
+            id: SessionId::from_bytes([0; crate::id::ID_BYTES]),
             subject: subject.map(str::to_owned),
             data,
             version: 1,
@@ -702,7 +703,10 @@ impl<T: SessionData> SessionManager<T> {
                     self.enforce_limit(store, subject, &session.id).await?;
                 }
             }
-            Mode::Stateless { codec, .. } => self.issue(codec, &mut session, now)?,
+            Mode::Stateless { codec, .. } => {
+                session.id = SessionId::try_generate()?;
+                self.issue(codec, &mut session, now)?;
+            }
         }
         self.inner
             .events
