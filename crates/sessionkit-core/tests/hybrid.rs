@@ -645,18 +645,20 @@ async fn families_expire_when_idle_and_at_the_absolute_timeout() {
         RefreshRejection::Ended
     );
 
+    // Tokens carry whole seconds, so the absolute timeout is 2 s: a refresh
+    // 200 ms after login is always inside it.
     let s = setup_with(|b| {
         b.idle_timeout(Duration::from_secs(60))
             .access_ttl(Duration::from_secs(1))
-            .absolute_timeout(Duration::from_secs(1))
+            .absolute_timeout(Duration::from_secs(2))
     });
-    let after = Timestamp::now() + Duration::from_secs(1);
+    let after = Timestamp::now() + Duration::from_secs(2);
     let p = s.hybrid.login("ned", &alice()).await.unwrap();
     // Neither token outlives the family's absolute deadline.
     assert!(p.access_expires_at() <= after);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let p = s.hybrid.refresh(p.refresh_token()).await.unwrap();
-    let deadline = Timestamp::now() + Duration::from_millis(800);
+    let deadline = Timestamp::now() + Duration::from_millis(1800);
     assert!(p.refresh_expires_at() <= deadline && p.access_expires_at() <= deadline);
     tokio::time::sleep(
         p.refresh_expires_at().remaining_from(Timestamp::now()) + Duration::from_millis(50),
