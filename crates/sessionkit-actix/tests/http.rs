@@ -195,12 +195,12 @@ fn set_cookies<B>(r: &ServiceResponse<B>) -> Vec<String> {
         .collect()
 }
 
-/// The value `id=` is set to by a response, if any.
+/// The value `__Host-id=` is set to by a response, if any.
 fn cookie_ticket<B>(r: &ServiceResponse<B>) -> Option<String> {
     set_cookies(r).iter().find_map(|c| {
         let first = c.split(';').next()?;
         let (n, v) = first.split_once('=')?;
-        (n == "id").then(|| v.to_owned())
+        (n == "__Host-id").then(|| v.to_owned())
     })
 }
 
@@ -219,7 +219,7 @@ fn req(method: &str, path: &str, ticket: Option<&str>, bearer: bool) -> TestRequ
     .uri(path);
     match (ticket, bearer) {
         (None, _) => r,
-        (Some(t), false) => r.insert_header((header::COOKIE, format!("id={t}"))),
+        (Some(t), false) => r.insert_header((header::COOKIE, format!("__Host-id={t}"))),
         (Some(t), true) => r.insert_header((header::AUTHORIZATION, format!("Bearer {t}"))),
     }
 }
@@ -335,7 +335,7 @@ async fn a_new_session_gets_a_cookie_with_the_secure_defaults() {
     let cookies = set_cookies(&r);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let c = &cookies[0];
-    assert!(c.starts_with("id="), "{c}");
+    assert!(c.starts_with("__Host-id="), "{c}");
     for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(c.contains(attr), "{attr} missing in {c}");
     }
@@ -476,7 +476,7 @@ async fn logout_clears_the_cookie_and_the_old_ticket_is_dead() {
     assert_eq!(r.status(), StatusCode::OK);
     let cookies = set_cookies(&r);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
-    assert!(cookies[0].starts_with("id=;"), "{}", cookies[0]);
+    assert!(cookies[0].starts_with("__Host-id=;"), "{}", cookies[0]);
     assert!(cookies[0].contains("Max-Age=0"), "{}", cookies[0]);
     assert_eq!(read_body(r).await, "destroyed: true");
     assert!(manager.load(&ticket).await.unwrap().is_none());

@@ -11,7 +11,8 @@
 //!
 //! - **Cookie** (default, for browsers): [`CookieConfig`], with the safe
 //!   defaults `Secure; HttpOnly; SameSite=Lax; Path=/`, no `Domain`, no
-//!   `Max-Age` (a browser-session cookie), name `id`. Every attribute is
+//!   `Max-Age` (a browser-session cookie), name `__Host-id` (so a sibling
+//!   subdomain cannot plant one; `id` with `secure(false)`). Every attribute is
 //!   configurable.
 //! - **Bearer** (for API clients): [`BearerConfig`]. The client sends
 //!   `Authorization: Bearer <ticket>`; a new ticket (new session, rotation,

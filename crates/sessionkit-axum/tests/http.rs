@@ -354,8 +354,8 @@ async fn default_cookie_attributes() {
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let c = &cookies[0];
     let attrs: Vec<&str> = c.split(';').map(str::trim).collect();
-    assert!(attrs[0].starts_with("id="), "{c}");
-    SessionId::parse(&attrs[0]["id=".len()..]).expect("the value is a session ID");
+    assert!(attrs[0].starts_with("__Host-id="), "{c}");
+    SessionId::parse(&attrs[0]["__Host-id=".len()..]).expect("the value is a session ID");
     for a in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(attrs.contains(&a), "{a} missing: {c}");
     }
@@ -367,8 +367,9 @@ async fn default_cookie_attributes() {
 
 #[tokio::test]
 async fn configured_cookie_attributes() {
+    // `__Secure-` (not `__Host-`): the cookie has a Path and a Domain.
     let cookie = CookieConfig::new()
-        .name("__Host-sid")
+        .name("__Secure-sid")
         .same_site(SameSite::Strict)
         .http_only(false)
         .max_age(Duration::from_secs(3600))
@@ -379,7 +380,7 @@ async fn configured_cookie_attributes() {
     let r = client().post(format!("{base}/anon")).send().await.unwrap();
     let c = &set_cookies(&r)[0];
     let attrs: Vec<&str> = c.split(';').map(str::trim).collect();
-    assert!(attrs[0].starts_with("__Host-sid="), "{c}");
+    assert!(attrs[0].starts_with("__Secure-sid="), "{c}");
     for a in [
         "Secure",
         "SameSite=Strict",
@@ -401,6 +402,8 @@ async fn configured_cookie_attributes() {
     let r = client().post(format!("{base}/anon")).send().await.unwrap();
     let c = &set_cookies(&r)[0];
     assert!(!c.contains("Secure") && !c.contains("SameSite"), "{c}");
+    // Without Secure the default name loses its `__Host-` prefix.
+    assert!(c.starts_with("id="), "{c}");
 }
 
 #[tokio::test]
@@ -413,7 +416,7 @@ async fn the_session_is_loaded_lazily_and_unchanged_sessions_are_not_written() {
     let manager = stateful(store);
     let base = serve(app(manager.clone(), Transport::default())).await;
     let s = manager.create(None, Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
 
     let r = client()
         .get(format!("{base}/untouched"))
@@ -445,23 +448,23 @@ async fn login_rotates_the_id_and_the_old_one_dies() {
     let base = serve(app(manager.clone(), Transport::default())).await;
     let c = client();
     let r = c.post(format!("{base}/anon")).send().await.unwrap();
-    let before = cookie_value(&r, "id").unwrap();
+    let before = cookie_value(&r, "__Host-id").unwrap();
 
     let r = c
         .post(format!("{base}/login?user=alice"))
-        .header(reqwest::header::COOKIE, format!("id={before}"))
+        .header(reqwest::header::COOKIE, format!("__Host-id={before}"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let after = cookie_value(&r, "id").expect("login sends the new ID");
+    let after = cookie_value(&r, "__Host-id").expect("login sends the new ID");
     assert_ne!(before, after, "the ID changes at login");
     assert!(
         manager.load(&before).await.unwrap().is_none(),
         "old ID dead"
     );
 
-    let who = whoami_with(&base, Some(&format!("id={after}"))).await;
+    let who = whoami_with(&base, Some(&format!("__Host-id={after}"))).await;
     assert_eq!(
         who,
         WhoAmI {
@@ -472,7 +475,7 @@ async fn login_rotates_the_id_and_the_old_one_dies() {
         }
     );
     assert_eq!(
-        whoami_with(&base, Some(&format!("id={before}"))).await,
+        whoami_with(&base, Some(&format!("__Host-id={before}"))).await,
         empty()
     );
 }
@@ -482,21 +485,21 @@ async fn a_ticket_changed_earlier_in_the_request_is_still_sent() {
     for manager in [stateful(MemoryStore::new()), stateless()] {
         let base = serve(app(manager.clone(), Transport::default())).await;
         let r = client().post(format!("{base}/anon")).send().await.unwrap();
-        let before = cookie_value(&r, "id").unwrap();
+        let before = cookie_value(&r, "__Host-id").unwrap();
         let r = client()
             .post(format!("{base}/login_incr?user=ivy"))
-            .header(reqwest::header::COOKIE, format!("id={before}"))
+            .header(reqwest::header::COOKIE, format!("__Host-id={before}"))
             .send()
             .await
             .unwrap();
-        let after = cookie_value(&r, "id").expect("the rotated ticket is sent");
+        let after = cookie_value(&r, "__Host-id").expect("the rotated ticket is sent");
         assert_eq!(r.text().await.unwrap(), "Some(2)");
         assert_ne!(before, after);
-        let who = whoami_with(&base, Some(&format!("id={after}"))).await;
+        let who = whoami_with(&base, Some(&format!("__Host-id={after}"))).await;
         assert_eq!(who.subject.as_deref(), Some("ivy"));
         assert_eq!(who.n, Some(2));
         assert_eq!(
-            whoami_with(&base, Some(&format!("id={before}"))).await,
+            whoami_with(&base, Some(&format!("__Host-id={before}"))).await,
             empty()
         );
     }
@@ -512,7 +515,7 @@ async fn logout_invalidates_server_side_and_a_replay_is_empty() {
         .send()
         .await
         .unwrap();
-    let id = cookie_value(&r, "id").unwrap();
+    let id = cookie_value(&r, "__Host-id").unwrap();
     let who: WhoAmI = c
         .get(format!("{base}/whoami"))
         .send()
@@ -541,7 +544,10 @@ async fn logout_invalidates_server_side_and_a_replay_is_empty() {
     assert_eq!(who, empty(), "the jar dropped the cookie");
 
     // A replay of the old cookie gets an empty session, not an error.
-    assert_eq!(whoami_with(&base, Some(&format!("id={id}"))).await, empty());
+    assert_eq!(
+        whoami_with(&base, Some(&format!("__Host-id={id}"))).await,
+        empty()
+    );
 }
 
 #[tokio::test]
@@ -556,14 +562,14 @@ async fn logout_sends_a_removal_cookie() {
         .post(format!("{base}/logout"))
         .header(
             reqwest::header::COOKIE,
-            format!("id={}", s.ticket().as_str()),
+            format!("__Host-id={}", s.ticket().as_str()),
         )
         .send()
         .await
         .unwrap();
     let c = set_cookies(&r);
     assert_eq!(c.len(), 1, "{c:?}");
-    assert!(c[0].starts_with("id=;"), "{c:?}");
+    assert!(c[0].starts_with("__Host-id=;"), "{c:?}");
     assert!(c[0].contains("Max-Age=0"), "{c:?}");
     assert!(c[0].contains("Path=/"), "{c:?}");
 }
@@ -576,7 +582,7 @@ async fn an_expired_session_is_empty() {
         .unwrap();
     let base = serve(app(manager.clone(), Transport::default())).await;
     let s = manager.create(Some("dave"), Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
     // Waiting for a deadline is what this test is about.
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(whoami_with(&base, Some(&cookie)).await, empty());
@@ -595,7 +601,7 @@ async fn fifty_concurrent_updates_end_at_fifty() {
     let manager = stateful(MemoryStore::new());
     let base = serve(app(manager.clone(), Transport::default())).await;
     let s = manager.create(Some("erin"), Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
     let c = client();
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -626,7 +632,7 @@ async fn a_conflicting_automatic_save_is_a_409_not_a_lost_update() {
     let manager = stateful(MemoryStore::new());
     let base = serve(app(manager.clone(), Transport::default())).await;
     let s = manager.create(None, Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
     let send = || {
         client()
             .post(format!("{base}/racy"))
@@ -655,7 +661,7 @@ async fn the_conflict_status_is_configurable() {
         .layer(SessionLayer::new(manager.clone()).conflict_status(StatusCode::PRECONDITION_FAILED));
     let base = serve(router).await;
     let s = manager.create(None, Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
     let send = || {
         client()
             .post(format!("{base}/racy"))
@@ -675,14 +681,14 @@ async fn malformed_or_unknown_cookies_get_an_empty_session_and_are_never_adopted
     let unknown = SessionId::generate();
     let long = "A".repeat(20_000);
     for bad in [
-        "id=garbage".to_owned(),
-        "id=../../etc/passwd".to_owned(),
-        "id=\"quoted\"".to_owned(),
-        "id=%00%01".to_owned(),
-        format!("id={long}"),
-        "id".to_owned(),
+        "__Host-id=garbage".to_owned(),
+        "__Host-id=../../etc/passwd".to_owned(),
+        "__Host-id=\"quoted\"".to_owned(),
+        "__Host-id=%00%01".to_owned(),
+        format!("__Host-id={long}"),
+        "__Host-id".to_owned(),
         ";;;=;".to_owned(),
-        format!("id={}", unknown.as_str()),
+        format!("__Host-id={}", unknown.as_str()),
     ] {
         assert_eq!(whoami_with(&base, Some(&bad)).await, empty(), "{bad}");
         let r = client()
@@ -692,7 +698,7 @@ async fn malformed_or_unknown_cookies_get_an_empty_session_and_are_never_adopted
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{bad}");
-        let new = cookie_value(&r, "id").unwrap();
+        let new = cookie_value(&r, "__Host-id").unwrap();
         SessionId::parse(&new).unwrap();
         assert!(!bad.contains(&new), "the presented value is never adopted");
     }
@@ -704,7 +710,7 @@ async fn nothing_is_saved_on_a_server_error() {
     let manager = stateful(MemoryStore::new());
     let base = serve(app(manager.clone(), Transport::default())).await;
     let s = manager.create(None, Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
     let r = client()
         .post(format!("{base}/set?n=5"))
         .header(reqwest::header::COOKIE, &cookie)
@@ -735,7 +741,7 @@ async fn a_backend_outage_is_a_503_without_session_data() {
         .get(format!("{base}/whoami"))
         .header(
             reqwest::header::COOKIE,
-            format!("id={}", SessionId::generate().as_str()),
+            format!("__Host-id={}", SessionId::generate().as_str()),
         )
         .send()
         .await
@@ -869,45 +875,47 @@ async fn stateless_cookie_flows() {
     let c = client();
 
     let r = c.post(format!("{base}/anon")).send().await.unwrap();
-    let anon = cookie_value(&r, "id").unwrap();
+    let anon = cookie_value(&r, "__Host-id").unwrap();
     assert_eq!(anon.split('.').count(), 3, "a JWT in the cookie");
 
     // Login: a new token ID; the old token is revoked.
     let r = c
         .post(format!("{base}/login?user=gina"))
-        .header(reqwest::header::COOKIE, format!("id={anon}"))
+        .header(reqwest::header::COOKIE, format!("__Host-id={anon}"))
         .send()
         .await
         .unwrap();
-    let jwt = cookie_value(&r, "id").unwrap();
+    let jwt = cookie_value(&r, "__Host-id").unwrap();
     assert_ne!(jwt, anon);
     let old = manager.load(&anon).await.unwrap_err();
     assert!(matches!(old, Error::Revoked), "{old:?}");
     assert_eq!(
-        whoami_with(&base, Some(&format!("id={anon}"))).await,
+        whoami_with(&base, Some(&format!("__Host-id={anon}"))).await,
         empty()
     );
-    let who = whoami_with(&base, Some(&format!("id={jwt}"))).await;
+    let who = whoami_with(&base, Some(&format!("__Host-id={jwt}"))).await;
     assert_eq!(who.subject.as_deref(), Some("gina"));
     assert_eq!(who.n, Some(1));
 
     // A change re-issues the token in the cookie.
     let r = c
         .post(format!("{base}/set?n=7"))
-        .header(reqwest::header::COOKIE, format!("id={jwt}"))
+        .header(reqwest::header::COOKIE, format!("__Host-id={jwt}"))
         .send()
         .await
         .unwrap();
-    let jwt2 = cookie_value(&r, "id").expect("a changed stateless session is re-issued");
+    let jwt2 = cookie_value(&r, "__Host-id").expect("a changed stateless session is re-issued");
     assert_eq!(
-        whoami_with(&base, Some(&format!("id={jwt2}"))).await.n,
+        whoami_with(&base, Some(&format!("__Host-id={jwt2}")))
+            .await
+            .n,
         Some(7)
     );
 
     // Not on a server error.
     let r = c
         .post(format!("{base}/fail"))
-        .header(reqwest::header::COOKIE, format!("id={jwt2}"))
+        .header(reqwest::header::COOKIE, format!("__Host-id={jwt2}"))
         .send()
         .await
         .unwrap();
@@ -917,13 +925,13 @@ async fn stateless_cookie_flows() {
     // Logout revokes; a replay is empty.
     let r = c
         .post(format!("{base}/logout"))
-        .header(reqwest::header::COOKIE, format!("id={jwt2}"))
+        .header(reqwest::header::COOKIE, format!("__Host-id={jwt2}"))
         .send()
         .await
         .unwrap();
     assert!(set_cookies(&r)[0].contains("Max-Age=0"));
     assert_eq!(
-        whoami_with(&base, Some(&format!("id={jwt2}"))).await,
+        whoami_with(&base, Some(&format!("__Host-id={jwt2}"))).await,
         empty()
     );
 
@@ -933,7 +941,11 @@ async fn stateless_cookie_flows() {
         parts[2] = "AAAA".into();
         parts.join(".")
     };
-    for bad in ["id=garbage", "id=a.b.c", &format!("id={forged}")] {
+    for bad in [
+        "__Host-id=garbage",
+        "__Host-id=a.b.c",
+        &format!("__Host-id={forged}"),
+    ] {
         assert_eq!(whoami_with(&base, Some(bad)).await, empty(), "{bad}");
     }
 }
@@ -947,7 +959,7 @@ async fn an_expired_stateless_session_is_empty() {
             .unwrap();
     let base = serve(app(manager.clone(), Transport::default())).await;
     let s = manager.create(Some("hal"), Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
     // `exp` has whole seconds: the token is valid for at least one second.
     assert!(whoami_with(&base, Some(&cookie)).await.exists);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -1060,7 +1072,7 @@ async fn send_with(base: &str, path: &str, ticket: &str, bearer: bool) -> reqwes
     let req = if bearer {
         req.bearer_auth(ticket)
     } else {
-        req.header(reqwest::header::COOKIE, format!("id={ticket}"))
+        req.header(reqwest::header::COOKIE, format!("__Host-id={ticket}"))
     };
     req.send().await.unwrap()
 }
@@ -1073,7 +1085,7 @@ fn ticket_of(r: &reqwest::Response, bearer: bool) -> Option<String> {
             .map(|v| v.to_str().unwrap().to_owned())
             .filter(|t| !t.is_empty())
     } else {
-        cookie_value(r, "id").filter(|t| !t.is_empty())
+        cookie_value(r, "__Host-id").filter(|t| !t.is_empty())
     }
 }
 
@@ -1279,7 +1291,7 @@ async fn a_fresh_check_sees_a_logout_that_another_instances_cache_still_hides() 
     let base2 = serve(app(two.clone(), Transport::default())).await;
 
     let s = one.create(Some("ivy"), Data::default()).await.unwrap();
-    let cookie = format!("id={}", s.ticket().as_str());
+    let cookie = format!("__Host-id={}", s.ticket().as_str());
     assert!(whoami_with(&base1, Some(&cookie)).await.exists);
 
     // A live session passes the fresh check and keeps working.

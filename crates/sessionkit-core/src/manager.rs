@@ -478,8 +478,8 @@ impl<T: SessionData> ManagerBuilder<T> {
         self
     }
 
-    /// For a deployment switching to hashed IDs (or to another hash key)
-    /// with live sessions in the store: a ticket whose hashed ID finds
+    /// For a deployment switching to hashed IDs with live sessions in the
+    /// store (changing the hash key instead logs everybody out): a ticket whose hashed ID finds
     /// nothing is also looked up under its plain ID, and a session found
     /// there is moved to its hashed ID (compare-and-swap intact, nothing
     /// lost). Keep it on for one idle timeout after the switch, then turn it

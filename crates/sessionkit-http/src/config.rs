@@ -10,24 +10,66 @@ use http::HeaderValue;
 
 /// Attributes of the session cookie.
 ///
-/// The defaults are the safe ones: name `id`, `Secure`, `HttpOnly`,
-/// `SameSite=Lax`, `Path=/`, no `Domain` (the cookie goes back only to the
-/// host that set it), and no `Max-Age` (a browser-session cookie, dropped
-/// when the browser closes; the server-side timeouts apply either way).
+/// The defaults are the safe ones: `Secure`, `HttpOnly`, `SameSite=Lax`,
+/// `Path=/`, no `Domain` (the cookie goes back only to the host that set
+/// it), no `Max-Age` (a browser-session cookie, dropped when the browser
+/// closes; the server-side timeouts apply either way), and the name
+/// `__Host-id`.
+///
+/// # The default name and cookie prefixes
+///
+/// Unless [`name`](Self::name) sets one, the name follows the other
+/// attributes:
+///
+/// - `__Host-id` when the cookie is `Secure` with `Path=/` and no `Domain`
+///   (the defaults). Browsers store a `__Host-` cookie only when it was set
+///   with exactly those attributes by the host itself, so a sibling
+///   subdomain (`evil.example.com` next to `app.example.com`) or a
+///   plain-HTTP attacker cannot plant one. This matters because up to
+///   [`MAX_COOKIE_CANDIDATES`] same-name cookies are tried and the first
+///   valid one wins: with the prefix, every candidate comes from this host.
+/// - `__Secure-id` when the cookie is `Secure` but has another `Path` or a
+///   `Domain`: only a secure origin can set it, but any host of that domain
+///   can (a sibling subdomain can plant one).
+/// - `id` with [`secure(false)`](Self::secure) (plain-HTTP development):
+///   no prefix is allowed without `Secure`, so it is dropped, and
+///   [`validate`](Self::validate) (called when a web layer is configured)
+///   logs a warning, once per process.
+///
+/// A name set with [`name`](Self::name) is used as given, but a name with
+/// a prefix whose rules the attributes break is refused: [`validate`]
+/// returns [`Error::Config`], and [`set_cookie`](Self::set_cookie) and
+/// [`removal_cookie`](Self::removal_cookie) return `None` (browsers would
+/// drop such a cookie anyway). `__Host-` needs `Secure`, `Path=/` and no
+/// `Domain`; `__Secure-` needs `Secure`. Prefixes are matched without
+/// regard to case, as browsers do.
+///
+/// [`validate`]: Self::validate
+/// [`Error::Config`]: sessionkit_core::Error::Config
 ///
 /// ```
 /// use std::time::Duration;
 /// use sessionkit_http::{CookieConfig, SameSite};
+///
+/// assert_eq!(CookieConfig::new().get_name(), "__Host-id");
+/// assert_eq!(CookieConfig::new().secure(false).get_name(), "id");
 ///
 /// let cookie = CookieConfig::new()
 ///     .name("__Host-sid")
 ///     .same_site(SameSite::Strict)
 ///     .max_age(Duration::from_secs(7 * 24 * 3600));
 /// assert_eq!(cookie.get_name(), "__Host-sid");
+/// assert!(cookie.validate().is_ok());
+///
+/// // `__Host-` cookies cannot carry a Domain: refused.
+/// let shared = cookie.domain(Some("example.com"));
+/// assert!(shared.validate().is_err());
+/// assert!(shared.set_cookie("ticket").is_none());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
-    name: Cow<'static, str>,
+    /// `None`: the default name, which follows the attributes.
+    name: Option<Cow<'static, str>>,
     secure: bool,
     http_only: bool,
     same_site: Option<SameSite>,
@@ -40,7 +82,7 @@ pub struct CookieConfig {
 impl Default for CookieConfig {
     fn default() -> Self {
         CookieConfig {
-            name: Cow::Borrowed("id"),
+            name: None,
             secure: true,
             http_only: true,
             same_site: Some(SameSite::Lax),
@@ -58,16 +100,21 @@ impl CookieConfig {
         Self::default()
     }
 
-    /// The cookie name (default `id`). A name starting with `__Host-` makes
-    /// browsers refuse the cookie unless it is `Secure`, has `Path=/` and no
-    /// `Domain`, which also stops a sibling subdomain from planting it.
+    /// The cookie name, used as given (default: `__Host-id`, `__Secure-id`
+    /// or `id` depending on the attributes; see the type's documentation).
+    /// A name starting with `__Host-` makes browsers refuse the cookie
+    /// unless it is `Secure`, has `Path=/` and no `Domain`, which also stops
+    /// a sibling subdomain from planting it; this configuration refuses such
+    /// a name with other attributes too (see [`validate`](Self::validate)).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = name.into();
+        self.name = Some(name.into());
         self
     }
 
     /// The `Secure` attribute (default on). Turn it off only for plain-HTTP
-    /// development on a host other than `localhost`.
+    /// development on a host other than `localhost`: the default name then
+    /// loses its `__Host-` prefix (with a warning), so other hosts of the
+    /// site can plant a session cookie.
     pub fn secure(mut self, secure: bool) -> Self {
         self.secure = secure;
         self
@@ -113,13 +160,85 @@ impl CookieConfig {
         self
     }
 
-    /// The configured cookie name.
+    /// The cookie name: the configured one, or the default that the
+    /// attributes allow (`__Host-id`, `__Secure-id` or `id`).
     pub fn get_name(&self) -> &str {
-        &self.name
+        match &self.name {
+            Some(name) => name,
+            None if self.host_prefix_allowed() => "__Host-id",
+            None if self.secure => "__Secure-id",
+            None => "id",
+        }
     }
 
-    fn builder(&self, value: String) -> cookie::CookieBuilder<'static> {
-        let mut b = Cookie::build((self.name.to_string(), value))
+    /// `Secure`, `Path=/` and no `Domain`: what a `__Host-` cookie needs.
+    fn host_prefix_allowed(&self) -> bool {
+        self.secure && self.path.as_deref() == Some("/") && self.domain.is_none()
+    }
+
+    /// The prefix rule the configured name breaks, if any.
+    fn prefix_violation(&self) -> Option<&'static str> {
+        let name = self.name.as_deref()?;
+        let has = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        };
+        if has("__Host-") && !self.host_prefix_allowed() {
+            Some("a `__Host-` cookie must be Secure, with Path=/ and no Domain")
+        } else if has("__Secure-") && !self.secure {
+            Some("a `__Secure-` cookie must be Secure")
+        } else {
+            None
+        }
+    }
+
+    /// Checks the configuration; web layers call it when they are
+    /// configured.
+    ///
+    /// Fails with [`Error::Config`](sessionkit_core::Error::Config) when
+    /// the configured name carries a prefix whose rules the attributes
+    /// break (`__Host-` without `Secure`, `Path=/` and no `Domain`;
+    /// `__Secure-` without `Secure`): browsers would drop that cookie, so
+    /// no session would ever come back. Logs a warning (once per process)
+    /// when the default name has no prefix because the cookie is not
+    /// `Secure`.
+    pub fn validate(&self) -> sessionkit_core::Result<()> {
+        if let Some(rule) = self.prefix_violation() {
+            return Err(sessionkit_core::Error::Config(format!(
+                "cookie name {:?}: {rule}",
+                self.get_name()
+            )));
+        }
+        self.warn_if_unprefixed();
+        Ok(())
+    }
+
+    fn warn_if_unprefixed(&self) {
+        if self.name.is_none() && !self.secure {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    name = self.get_name(),
+                    "the session cookie is not Secure, so its default name has no \
+                     `__Host-` prefix: any host of the site can plant a session cookie; \
+                     use secure(false) only for local development"
+                );
+            });
+        }
+    }
+
+    /// The builder for this configuration, `None` if the name breaks its
+    /// prefix's rules (logged).
+    fn builder(&self, value: String) -> Option<cookie::CookieBuilder<'static>> {
+        if let Some(rule) = self.prefix_violation() {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| {
+                tracing::error!(name = self.get_name(), "session cookie refused: {rule}");
+            });
+            return None;
+        }
+        self.warn_if_unprefixed();
+        let mut b = Cookie::build((self.get_name().to_owned(), value))
             .secure(self.secure)
             .http_only(self.http_only);
         if let Some(same_site) = self.same_site {
@@ -134,13 +253,14 @@ impl CookieConfig {
         if self.partitioned {
             b = b.partitioned(true);
         }
-        b
+        Some(b)
     }
 
     /// The `Set-Cookie` value that hands `ticket` to the client (`None`
-    /// if the ticket cannot be a header value).
+    /// if the ticket cannot be a header value, or if the configuration is
+    /// refused by [`validate`](Self::validate)).
     pub fn set_cookie(&self, ticket: &str) -> Option<HeaderValue> {
-        let mut b = self.builder(ticket.to_owned());
+        let mut b = self.builder(ticket.to_owned())?;
         if let Some(max_age) = self.max_age {
             let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
             b = b.max_age(cookie::time::Duration::seconds(secs));
@@ -149,9 +269,10 @@ impl CookieConfig {
     }
 
     /// The `Set-Cookie` value that makes the client drop the cookie
-    /// (empty value, `Max-Age=0`, the same name, path and domain).
+    /// (empty value, `Max-Age=0`, the same name, path and domain; `None` if
+    /// the configuration is refused by [`validate`](Self::validate)).
     pub fn removal_cookie(&self) -> Option<HeaderValue> {
-        let cookie = self.builder(String::new()).removal().build();
+        let cookie = self.builder(String::new())?.removal().build();
         HeaderValue::from_str(&cookie.to_string()).ok()
     }
 }
@@ -200,7 +321,7 @@ impl BearerConfig {
 /// use sessionkit_http::Transport;
 ///
 /// let mut headers = http::HeaderMap::new();
-/// headers.insert(http::header::COOKIE, "theme=dark; id=abc".parse().unwrap());
+/// headers.insert(http::header::COOKIE, "theme=dark; __Host-id=abc".parse().unwrap());
 /// assert_eq!(Transport::default().tickets(&headers), ["abc"]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,12 +347,24 @@ const BROWSER_COOKIE_LIMIT: usize = 4000;
 pub const MAX_COOKIE_CANDIDATES: usize = 3;
 
 impl Transport {
+    /// Checks the configuration (see [`CookieConfig::validate`]; the bearer
+    /// transport is always valid). Web layers call it when configured.
+    pub fn validate(&self) -> sessionkit_core::Result<()> {
+        match self {
+            Transport::Cookie(config) => config.validate(),
+            Transport::Bearer(_) => Ok(()),
+        }
+    }
+
     /// The tickets a request presents, in the order to try them.
     ///
-    /// Cookie transport: the non-empty values of the cookies with the
-    /// configured name, at most [`MAX_COOKIE_CANDIDATES`], each at most
+    /// Cookie transport: the non-empty values of the cookies with exactly
+    /// the configured name ([`CookieConfig::get_name`], compared with
+    /// case), at most [`MAX_COOKIE_CANDIDATES`], each at most
     /// [`MAX_TICKET_LEN`] bytes (a sibling subdomain may have planted extra
-    /// ones, so several are tried). Bearer transport: the token of
+    /// ones under an unprefixed name, so several are tried; with the
+    /// default `__Host-` name none can be planted). Nothing is read when
+    /// the configuration is refused by [`CookieConfig::validate`]. Bearer transport: the token of
     /// `Authorization: Bearer <token>`, at most [`MAX_TICKET_LEN`] bytes.
     /// Anything else (other names, other schemes, non-UTF-8) is ignored.
     pub fn tickets(&self, headers: &http::HeaderMap) -> Vec<String> {
@@ -257,12 +390,16 @@ impl Transport {
         match self {
             Transport::Cookie(config) => {
                 let mut found = Vec::new();
+                if config.prefix_violation().is_some() {
+                    return found;
+                }
+                let name = config.get_name();
                 for header in cookie_headers {
                     let Ok(text) = std::str::from_utf8(header) else {
                         continue;
                     };
                     for cookie in Cookie::split_parse(text).flatten() {
-                        if cookie.name() == config.name
+                        if cookie.name() == name
                             && !cookie.value().is_empty()
                             && cookie.value().len() <= MAX_TICKET_LEN
                             && found.len() < MAX_COOKIE_CANDIDATES
@@ -414,7 +551,7 @@ mod tests {
     fn default_cookie_attributes() {
         let v = CookieConfig::default().set_cookie("abc").unwrap();
         let s = v.to_str().unwrap();
-        assert!(s.starts_with("id=abc"), "{s}");
+        assert!(s.starts_with("__Host-id=abc;"), "{s}");
         for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
             assert!(s.contains(attr), "{attr} missing in {s}");
         }
@@ -426,7 +563,7 @@ mod tests {
     fn removal_cookie_expires_now() {
         let v = CookieConfig::default().removal_cookie().unwrap();
         let s = v.to_str().unwrap();
-        assert!(s.starts_with("id=;"), "{s}");
+        assert!(s.starts_with("__Host-id=;"), "{s}");
         assert!(s.contains("Max-Age=0"), "{s}");
     }
 
@@ -444,16 +581,16 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.append(
             http::header::COOKIE,
-            HeaderValue::from_static("a=1; id=first; id=; id=second"),
+            HeaderValue::from_static("a=1; __Host-id=first; __Host-id=; __Host-id=second"),
         );
         h.append(
             http::header::COOKIE,
-            HeaderValue::from_static("id=third; id=4th"),
+            HeaderValue::from_static("__Host-id=third; __Host-id=4th"),
         );
         let t = Transport::default().tickets(&h);
         assert_eq!(t, ["first", "second", "third"]);
-        let long = format!("id={}", "a".repeat(MAX_TICKET_LEN + 1));
-        let t = Transport::default().tickets_from([long.as_bytes(), b"id=ok"], None);
+        let long = format!("__Host-id={}", "a".repeat(MAX_TICKET_LEN + 1));
+        let t = Transport::default().tickets_from([long.as_bytes(), b"__Host-id=ok"], None);
         assert_eq!(t, ["ok"]);
     }
 
@@ -480,7 +617,7 @@ mod tests {
             h[http::header::SET_COOKIE]
                 .to_str()
                 .unwrap()
-                .starts_with("id=t1")
+                .starts_with("__Host-id=t1")
         );
         let mut h = http::HeaderMap::new();
         let bearer = Transport::Bearer(BearerConfig::new());
@@ -493,5 +630,118 @@ mod tests {
             c.apply(&mut h);
         }
         assert_eq!(h["x-session-token"], "");
+    }
+
+    /// A cookie planted from a sibling subdomain cannot carry the
+    /// `__Host-` prefix, so it arrives under another name (`id`, or a
+    /// case variant of the prefix on browsers that check it with case):
+    /// the default configuration never reads it, before or after the
+    /// real one.
+    #[test]
+    fn planted_unprefixed_cookies_are_ignored() {
+        let t = Transport::default();
+        let header = "id=planted; __host-id=planted2; __HOST-id=planted3; \
+                      __Secure-id=planted4; __Host-id=real; id=planted5";
+        assert_eq!(t.tickets_from([header.as_bytes()], None), ["real"]);
+        assert!(
+            t.tickets_from([&b"id=planted; __Secure-id=x"[..]], None)
+                .is_empty()
+        );
+        // The old default name is read only when asked for.
+        let legacy = Transport::Cookie(CookieConfig::new().name("id"));
+        assert_eq!(
+            legacy.tickets_from([header.as_bytes()], None),
+            ["planted", "planted5"]
+        );
+    }
+
+    #[test]
+    fn default_name_follows_the_attributes() {
+        let c = CookieConfig::new();
+        assert_eq!(c.get_name(), "__Host-id");
+        assert!(c.validate().is_ok());
+        // Local development: no prefix is allowed without Secure.
+        let dev = CookieConfig::new().secure(false);
+        assert_eq!(dev.get_name(), "id");
+        assert!(dev.validate().is_ok());
+        let s = dev.set_cookie("abc").unwrap();
+        let s = s.to_str().unwrap();
+        assert!(s.starts_with("id=abc;"), "{s}");
+        assert!(!s.contains("Secure"), "{s}");
+        assert_eq!(
+            Transport::Cookie(dev).tickets_from([&b"__Host-id=x; id=dev"[..]], None),
+            ["dev"]
+        );
+        // Secure, but a Domain or another Path rule out `__Host-`.
+        let shared = CookieConfig::new().domain(Some("example.com"));
+        assert_eq!(shared.get_name(), "__Secure-id");
+        let s = shared.set_cookie("abc").unwrap();
+        let s = s.to_str().unwrap();
+        assert!(s.starts_with("__Secure-id=abc;"), "{s}");
+        assert!(
+            s.contains("Domain=example.com") && s.contains("Secure"),
+            "{s}"
+        );
+        assert_eq!(
+            CookieConfig::new().path(Some("/app")).get_name(),
+            "__Secure-id"
+        );
+        assert_eq!(
+            CookieConfig::new().path(None::<&str>).get_name(),
+            "__Secure-id"
+        );
+        // A custom name is used as given.
+        let custom = CookieConfig::new().name("sid").secure(false);
+        assert_eq!(custom.get_name(), "sid");
+        assert!(custom.validate().is_ok());
+        assert!(
+            custom
+                .set_cookie("v")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("sid=v;")
+        );
+    }
+
+    #[test]
+    fn invalid_prefix_combinations_are_refused() {
+        let refused = [
+            CookieConfig::new().name("__Host-sid").secure(false),
+            CookieConfig::new().name("__Host-sid").path(Some("/app")),
+            CookieConfig::new().name("__Host-sid").path(None::<&str>),
+            CookieConfig::new()
+                .name("__Host-sid")
+                .domain(Some("example.com")),
+            CookieConfig::new().name("__host-sid").secure(false),
+            CookieConfig::new().name("__Secure-sid").secure(false),
+            CookieConfig::new().name("__SECURE-sid").secure(false),
+        ];
+        for c in refused {
+            let err = c.validate().expect_err("refused");
+            assert!(matches!(err, sessionkit_core::Error::Config(_)), "{err:?}");
+            assert!(Transport::Cookie(c.clone()).validate().is_err());
+            assert!(c.set_cookie("t").is_none(), "{c:?}");
+            assert!(c.removal_cookie().is_none(), "{c:?}");
+            let header = format!("{}=t", c.get_name());
+            assert!(
+                Transport::Cookie(c)
+                    .tickets_from([header.as_bytes()], None)
+                    .is_empty()
+            );
+        }
+        let allowed = [
+            CookieConfig::new().name("__Host-sid"),
+            CookieConfig::new().name("__Secure-sid").path(Some("/app")),
+            CookieConfig::new()
+                .name("__Secure-sid")
+                .domain(Some("example.com")),
+            CookieConfig::new().name("host-sid").secure(false),
+        ];
+        for c in allowed {
+            assert!(c.validate().is_ok(), "{c:?}");
+            assert!(c.set_cookie("t").is_some(), "{c:?}");
+        }
+        assert!(Transport::Bearer(BearerConfig::new()).validate().is_ok());
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! - **Transport** ([`Transport`], [`CookieConfig`], [`BearerConfig`]): the
 //!   safe cookie defaults (`Secure; HttpOnly; SameSite=Lax; Path=/`, no
-//!   `Domain`, no `Max-Age`, name `id`), the `Set-Cookie` and removal
+//!   `Domain`, no `Max-Age`, name `__Host-id`: with that prefix a sibling subdomain or a plain-HTTP origin cannot plant a session cookie; `id` with `secure(false)`), the `Set-Cookie` and removal
 //!   cookie, reading the ticket from the `Cookie` header (up to
 //!   [`MAX_COOKIE_CANDIDATES`] same-name cookies tried, each at most
 //!   [`MAX_TICKET_LEN`] bytes) or from `Authorization: Bearer`, and the

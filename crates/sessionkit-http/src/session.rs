@@ -570,7 +570,17 @@ impl SessionConfig {
     }
 
     /// Sets the transport.
+    ///
+    /// # Panics
+    ///
+    /// When the transport is invalid (see [`Transport::validate`]: a
+    /// `__Host-` or `__Secure-` cookie name whose attributes break the
+    /// prefix's rules): a configuration mistake, caught when the layer is
+    /// built rather than at the first request.
     pub fn transport(mut self, transport: Transport) -> Self {
+        if let Err(e) = transport.validate() {
+            panic!("invalid session transport: {e}");
+        }
         self.transport = transport;
         self
     }
