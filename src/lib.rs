@@ -111,33 +111,3 @@ pub mod actix {
 pub mod tower_sessions {
     pub use sessionkit_tower_sessions::*;
 }
-
-/// The README's code blocks, compiled and run as doctests.
-#[cfg(all(doctest, feature = "memory"))]
-#[doc = include_str!("../README.md")]
-mod readme {}
-
-/// The guide's code blocks (`docs/`), compiled as doctests.
-#[cfg(all(
-    doctest,
-    feature = "memory",
-    feature = "jwt",
-    feature = "redis",
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "axum"
-))]
-mod guide {
-    #[doc = include_str!("../docs/choosing.md")]
-    mod choosing {}
-    #[doc = include_str!("../docs/backends.md")]
-    mod backends {}
-    #[doc = include_str!("../docs/caching.md")]
-    mod caching {}
-    #[doc = include_str!("../docs/security.md")]
-    mod security {}
-    #[doc = include_str!("../docs/migrating-from-tower-sessions.md")]
-    mod migrating {}
-    #[doc = include_str!("../docs/hybrid.md")]
-    mod hybrid {}
-}
