@@ -26,4 +26,6 @@ mod guide {
     mod migrating {}
     #[doc = include_str!("../docs/hybrid.md")]
     mod hybrid {}
+    #[doc = include_str!("../docs/operations.md")]
+    mod operations {}
 }

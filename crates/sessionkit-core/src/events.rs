@@ -27,8 +27,8 @@
 //! | `sessionkit_events_total` | counter | `event` |
 //!
 //! `outcome` is `ok`, `not_found`, `conflict`, `aborted`, `timeout`,
-//! `transient`, `decode` or `error`. The cache in `sessionkit-memory` adds
-//! its own hit, miss and invalidation counters.
+//! `transient`, `decode` or `error`. A cache's hits, misses and
+//! invalidations are in `CachedStore::stats()` (sessionkit-memory).
 //!
 //! # Tracing
 //!

@@ -211,7 +211,10 @@ struct Config {
 #[non_exhaustive]
 pub enum SessionLimit {
     /// The least recently used sessions of the subject are ended (the
-    /// newest login always wins, unless more than the limit log in at once).
+    /// newest login wins, unless more than the limit log in at once;
+    /// recency is kept to the millisecond, so logins in the same
+    /// millisecond are ordered by ID, and one of them may be refused with
+    /// [`Error::TooManySessions`]).
     EvictLeastRecentlyUsed,
     /// The new login is refused with [`Error::TooManySessions`] (its
     /// session, and a rotated anonymous one with it, is ended).

@@ -237,7 +237,8 @@ pub struct CopyProgress {
     /// Records the target already had (an earlier run, a migrating store,
     /// a live write): left as they are.
     pub already_there: u64,
-    /// Records that expired between the read and the write.
+    /// Records that expired or were ended (a logout) between the read and
+    /// the write: not copied (a copy written meanwhile is taken back).
     pub expired: u64,
     /// Where to resume if the run is interrupted now (`None` once done).
     pub cursor: Option<ScanCursor>,
@@ -289,7 +290,19 @@ where
                 continue;
             }
             match to.create(record).await {
-                Ok(()) => state.copied += 1,
+                Ok(()) => {
+                    // Ended in the source after its page was read (a
+                    // logout): the copy must not bring it back.
+                    if from.load_fresh(&record.id).await?.is_none() {
+                        match to.compare_and_delete(&record.id, record.version).await {
+                            Ok(()) | Err(Error::NotFound | Error::Conflict) => {}
+                            Err(e) => return Err(e),
+                        }
+                        state.expired += 1;
+                    } else {
+                        state.copied += 1;
+                    }
+                }
                 Err(Error::Conflict) => state.already_there += 1,
                 Err(e) => return Err(e),
             }

@@ -279,3 +279,99 @@ async fn a_write_on_the_old_side_during_a_move_wins() {
     assert_eq!(new.load(&record.id).await.unwrap().unwrap(), moved);
     assert!(old.inner.load(&record.id).await.unwrap().is_none());
 }
+
+/// A source where a logout lands between the copy's read of a page and its
+/// write: the first record of every page is deleted right after `scan`
+/// returned it.
+#[derive(Clone, Default)]
+struct LogoutDuringCopy(VecStore);
+
+#[sessionkit_core::async_trait]
+impl SessionStore for LogoutDuringCopy {
+    async fn create(&self, r: &Record) -> sessionkit_core::Result<()> {
+        self.0.create(r).await
+    }
+    async fn load(
+        &self,
+        id: &sessionkit_core::SessionId,
+    ) -> sessionkit_core::Result<Option<Record>> {
+        self.0.load(id).await
+    }
+    async fn save(&self, r: &Record) -> sessionkit_core::Result<u64> {
+        self.0.save(r).await
+    }
+    async fn touch(
+        &self,
+        id: &sessionkit_core::SessionId,
+        t: Timestamp,
+    ) -> sessionkit_core::Result<()> {
+        self.0.touch(id, t).await
+    }
+    async fn delete(&self, id: &sessionkit_core::SessionId) -> sessionkit_core::Result<bool> {
+        self.0.delete(id).await
+    }
+    async fn compare_and_delete(
+        &self,
+        id: &sessionkit_core::SessionId,
+        v: u64,
+    ) -> sessionkit_core::Result<()> {
+        self.0.compare_and_delete(id, v).await
+    }
+    async fn list_subject(&self, s: &str) -> sessionkit_core::Result<Vec<Record>> {
+        self.0.list_subject(s).await
+    }
+    async fn delete_subject(&self, s: &str) -> sessionkit_core::Result<u64> {
+        self.0.delete_subject(s).await
+    }
+    async fn delete_expired(&self) -> sessionkit_core::Result<u64> {
+        Ok(0)
+    }
+    async fn scan(
+        &self,
+        cursor: Option<&sessionkit_core::ScanCursor>,
+        limit: usize,
+    ) -> sessionkit_core::Result<sessionkit_core::ScanPage> {
+        let page = self.0.scan(cursor, limit).await?;
+        if let Some(first) = page.records.first() {
+            self.0.delete(&first.id).await?;
+        }
+        Ok(page)
+    }
+}
+
+/// A session logged out while its page is being copied is not brought back
+/// to life in the target.
+#[tokio::test]
+async fn a_logout_during_the_copy_is_not_undone() {
+    let from = LogoutDuringCopy::default();
+    let to = VecStore::default();
+    let m = SessionManager::<u32>::stateful(from.clone())
+        .build()
+        .unwrap();
+    for n in 0..12 {
+        m.create(Some("eve"), n).await.unwrap();
+    }
+    let report = copy_sessions(&from, &to, 5, None, |_| {}).await.unwrap();
+    assert_eq!(report.expired, 3, "one logout per page of 5");
+    assert_eq!(report.copied, 9);
+    let mut live_from: Vec<_> = from
+        .list_subject("eve")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut live_to: Vec<_> = to
+        .list_subject("eve")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    live_from.sort();
+    live_to.sort();
+    assert_eq!(
+        live_to, live_from,
+        "the target holds exactly the sessions still live in the source"
+    );
+}

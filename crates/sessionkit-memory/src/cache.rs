@@ -1324,6 +1324,10 @@ impl<S: SessionStore> CachedStore<S> {
 
 #[async_trait]
 impl<S: SessionStore> SessionStore for CachedStore<S> {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+
     async fn create(&self, record: &Record) -> Result<()> {
         let guard = self.begin_write(&record.id);
         match self.inner.create(record).await {
