@@ -1151,13 +1151,26 @@ impl<T: SessionData> SessionManager<T> {
         match &self.inner.mode {
             Mode::Stateful(store) => {
                 let mut total = 0;
-                for _ in 0..DELETE_SUBJECT_PASSES {
-                    let removed = observe(
+                let mut aborted = 0;
+                let mut passes = 0;
+                while passes < DELETE_SUBJECT_PASSES {
+                    let removed = match observe(
                         self.inner.backend,
                         "delete_subject",
                         store.delete_subject(subject),
                     )
-                    .await?;
+                    .await
+                    {
+                        Ok(removed) => removed,
+                        // Rolled back, nothing applied: run it again.
+                        Err(Error::Aborted(_)) if aborted < self.inner.config.update_retries => {
+                            aborted += 1;
+                            backoff(aborted.min(7)).await;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    passes += 1;
                     total += removed;
                     if removed == 0 {
                         break;

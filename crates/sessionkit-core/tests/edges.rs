@@ -689,3 +689,54 @@ async fn stateless_fresh_loads_and_rotations_see_revocations_past_the_cache() {
         Err(Error::InvalidToken(TokenRejection::IssuedBeforeLogout))
     ));
 }
+
+/// A store whose `delete_subject` is a deadlock victim twice.
+#[derive(Clone, Default)]
+struct AbortingDeleteSubject(VecStore, Arc<AtomicU32>);
+
+#[async_trait]
+impl SessionStore for AbortingDeleteSubject {
+    async fn create(&self, r: &Record) -> Result<()> {
+        self.0.create(r).await
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>> {
+        self.0.load(id).await
+    }
+    async fn save(&self, r: &Record) -> Result<u64> {
+        self.0.save(r).await
+    }
+    async fn touch(&self, id: &SessionId, t: Timestamp) -> Result<()> {
+        self.0.touch(id, t).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        self.0.delete(id).await
+    }
+    async fn compare_and_delete(&self, id: &SessionId, v: u64) -> Result<()> {
+        self.0.compare_and_delete(id, v).await
+    }
+    async fn list_subject(&self, s: &str) -> Result<Vec<Record>> {
+        self.0.list_subject(s).await
+    }
+    async fn delete_subject(&self, s: &str) -> Result<u64> {
+        if self.1.fetch_add(1, Ordering::SeqCst) < 2 {
+            return Err(Error::Aborted("deadlock victim".into()));
+        }
+        self.0.delete_subject(s).await
+    }
+    async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Log-out-everywhere absorbs a deletion the backend rolled back.
+#[tokio::test]
+async fn destroy_subject_retries_an_aborted_deletion() {
+    let store = AbortingDeleteSubject::default();
+    let m = SessionManager::<u32>::stateful(store.clone())
+        .build()
+        .unwrap();
+    m.create(Some("ivy"), 1).await.unwrap();
+    m.create(Some("ivy"), 2).await.unwrap();
+    assert_eq!(m.destroy_subject("ivy").await.unwrap(), 2);
+    assert!(store.0.list_subject("ivy").await.unwrap().is_empty());
+}

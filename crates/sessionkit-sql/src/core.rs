@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sessionkit_core::{Error, Record, Result, SessionId, Timestamp};
+use sessionkit_core::{Error, Record, Result, ScanCursor, ScanPage, SessionId, Timestamp};
 use sqlx::pool::PoolConnection;
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type,
@@ -85,10 +85,74 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Marks a scan cursor that carries the ID of a row that is not a session
+/// ID (a corrupt row the scan skipped), hex-encoded. `~` is not in the
+/// alphabet of session IDs, so the two forms cannot be confused.
+const RAW_CURSOR: char = '~';
+
+/// The cursor after a row with this ID: the ID itself when it is a session
+/// ID (the normal case), else its bytes in lowercase hex after `~`.
+fn cursor_after(raw: &[u8]) -> ScanCursor {
+    match std::str::from_utf8(raw) {
+        Ok(text) if SessionId::parse(text).is_ok() => ScanCursor::new(text),
+        _ => {
+            let mut text = String::with_capacity(1 + 2 * raw.len());
+            text.push(RAW_CURSOR);
+            for b in raw {
+                text.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+                text.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+            }
+            ScanCursor::new(text)
+        }
+    }
+}
+
+/// The ID bytes a scan cursor continues after. Accepted, and nothing else:
+/// the empty text (the start), a session ID, or `~` and the lowercase hex
+/// of an ID the store itself wrote into a cursor (non-empty; on PostgreSQL
+/// UTF-8 without NUL, on MySQL ASCII, as those columns hold). Anything else
+/// is [`Error::Decode`]. The bytes are only ever bound as a parameter.
+fn parse_cursor(dialect: Dialect, text: &str) -> Result<Vec<u8>> {
+    let bad = || Error::decode("not a scan cursor of a SQL session store");
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(hex) = text.strip_prefix(RAW_CURSOR) else {
+        return SessionId::parse(text)
+            .map(|id| id.as_str().as_bytes().to_vec())
+            .map_err(|_| bad());
+    };
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let raw = hex
+        .as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    let fits = match dialect {
+        Dialect::Sqlite => true,
+        Dialect::Postgres => std::str::from_utf8(&raw).is_ok() && !raw.contains(&0),
+        Dialect::MySql => raw.is_ascii(),
+    };
+    if fits { Ok(raw) } else { Err(bad()) }
+}
+
 /// How often `save` and `compare_and_delete` retry when their conditional
 /// statement matched nothing but the follow-up read saw the expected
 /// version (the row changed back between the two statements).
 const CAS_ATTEMPTS: usize = 3;
+
+/// How often `delete_subject` runs its statement when the server rolls it
+/// back (a deadlock victim, a serialization failure): nothing was applied,
+/// so running it again is safe. All attempts share the call timeout.
+const DELETE_SUBJECT_ATTEMPTS: u32 = 10;
 
 /// A pooled connection held for one store call. A call dropped before it
 /// finished (the call timeout fired, or the caller gave up) may have left
@@ -467,14 +531,152 @@ where
         Ok(out)
     }
 
+    /// The ID column of a row as bytes (whatever it holds), for a cursor.
+    fn raw_id(row: &DB::Row) -> std::result::Result<Vec<u8>, sqlx::Error> {
+        match DB::DIALECT {
+            Dialect::Postgres => row.try_get::<String, _>(0).map(String::into_bytes),
+            Dialect::MySql | Dialect::Sqlite => row.try_get::<Vec<u8>, _>(0),
+        }
+    }
+
+    /// One page of live rows after the cursor, in ID order (keyset
+    /// pagination on the primary key). The cursor is the ID of the last row
+    /// read, corrupt rows included, so a page of corrupt rows still moves
+    /// the scan on; those rows are skipped with a warning, as by
+    /// `list_subject`.
+    pub(crate) async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        let after = match cursor {
+            Some(c) => parse_cursor(DB::DIALECT, c.as_str())?,
+            None => Vec::new(),
+        };
+        if limit == 0 {
+            let here = cursor.cloned().unwrap_or_else(|| ScanCursor::new(""));
+            return Ok(ScanPage::new(Vec::new(), Some(here)));
+        }
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = on_conn!(self, |conn| {
+            let q = Self::qs(&self.sql.scan);
+            let q = match DB::DIALECT {
+                Dialect::Sqlite => q.bind(&after[..]),
+                Dialect::Postgres | Dialect::MySql => {
+                    q.bind(std::str::from_utf8(&after).map_err(Error::decode)?)
+                }
+            };
+            q.bind(Timestamp::now().as_millis())
+                .bind(fetch)
+                .fetch_all(conn)
+                .await
+                .map_err(|e| self.err(e))
+        })
+        .await?;
+        let full = rows.len() >= limit;
+        let mut last = None;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let raw = match Self::raw_id(row) {
+                Ok(raw) => raw,
+                Err(error) => {
+                    tracing::warn!(
+                        table = %self.sql.table,
+                        error = %chain(&error),
+                        "sessionkit-sql: skipping a row whose ID cannot be read while scanning"
+                    );
+                    continue;
+                }
+            };
+            let parsed = std::str::from_utf8(&raw)
+                .map_err(Error::decode)
+                .and_then(SessionId::parse);
+            match parsed.and_then(|id| Self::decode_record(id, row, 1)) {
+                Ok(record) => records.push(record),
+                Err(error) => tracing::warn!(
+                    table = %self.sql.table,
+                    id = %redact_text(&String::from_utf8_lossy(&raw)),
+                    error = %chain(&error),
+                    "sessionkit-sql: skipping a corrupt session row while scanning"
+                ),
+            }
+            last = Some(raw);
+        }
+        if !full {
+            return Ok(ScanPage::new(records, None));
+        }
+        match last {
+            Some(raw) => Ok(ScanPage::new(records, Some(cursor_after(&raw)))),
+            // Not one ID of a full page could be read: no cursor moves past
+            // them, and going round in circles is worse than failing.
+            None => Err(Error::decode(
+                "scan: no ID of a page of rows could be read, the scan cannot move on",
+            )),
+        }
+    }
+
+    /// Removes every live row of `subject` as one atomic step, retrying a
+    /// statement the server rolled back (nothing was applied).
+    ///
+    /// On PostgreSQL the `DELETE` runs in a `REPEATABLE READ` transaction.
+    /// Under the default `READ COMMITTED`, a `DELETE` whose snapshot
+    /// predates a concurrent insert, and which then finds a row of its
+    /// snapshot deleted meanwhile, skips both: with a rotation (insert the
+    /// new row, then delete the old) racing it, it could remove nothing
+    /// while the subject had a live session at every moment of its run.
+    /// Under `REPEATABLE READ` that case is a serialization failure
+    /// instead, and the retry, on a newer snapshot, sees the new row. MySQL
+    /// (locking reads) and SQLite (one writer) do not have the anomaly, but
+    /// an InnoDB `DELETE` over many rows can be a deadlock victim.
     pub(crate) async fn delete_subject(&self, subject: &str) -> Result<u64> {
         on_conn!(self, |conn| {
-            let q = Self::qs(&self.sql.delete_subject)
-                .bind(subject)
-                .bind(Timestamp::now().as_millis());
-            self.execute(conn, q).await
+            let mut attempt = 1;
+            loop {
+                let result = self.delete_subject_on(conn, subject).await;
+                match result {
+                    Err(Error::Aborted(error)) if attempt < DELETE_SUBJECT_ATTEMPTS => {
+                        tracing::debug!(
+                            table = %self.sql.table,
+                            attempt,
+                            error = %chain(&*error),
+                            "sessionkit-sql: delete_subject was rolled back by the server; running it again"
+                        );
+                        attempt += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    other => break other,
+                }
+            }
         })
         .await
+    }
+
+    async fn delete_subject_on(&self, conn: &mut DB::Connection, subject: &str) -> Result<u64> {
+        let q = Self::qs(&self.sql.delete_subject)
+            .bind(subject)
+            .bind(Timestamp::now().as_millis());
+        if DB::DIALECT != Dialect::Postgres {
+            return self.execute(conn, q).await;
+        }
+        // A call dropped half-way closes its connection (see `Conn`), so
+        // no transaction is ever left open in the pool.
+        let raw = |sql: &'static str| sqlx::raw_sql(AssertSqlSafe(sql));
+        raw("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        match self.execute(conn, q).await {
+            Ok(n) => {
+                raw("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(n)
+            }
+            Err(e) => {
+                raw("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Err(e)
+            }
+        }
     }
 
     /// Purges expired rows in batches; the call timeout bounds each batch
@@ -591,5 +793,43 @@ where
             tracing::info!(table = %sql.table, version = migration.version, "sessionkit-sql: applied schema migration");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let id = SessionId::generate();
+        let c = cursor_after(id.as_str().as_bytes());
+        assert_eq!(c.as_str(), id.as_str());
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            assert_eq!(
+                parse_cursor(dialect, c.as_str()).unwrap(),
+                id.as_str().as_bytes()
+            );
+            assert_eq!(parse_cursor(dialect, "").unwrap(), b"");
+        }
+        let raw = b"not-a-session-id";
+        let c = cursor_after(raw);
+        assert_eq!(c.as_str(), "~6e6f742d612d73657373696f6e2d6964");
+        assert_eq!(parse_cursor(Dialect::MySql, c.as_str()).unwrap(), raw);
+        let odd = b"AB\xff\x00";
+        let c = cursor_after(odd);
+        assert_eq!(parse_cursor(Dialect::Sqlite, c.as_str()).unwrap(), odd);
+        assert!(parse_cursor(Dialect::Postgres, c.as_str()).is_err());
+        assert!(parse_cursor(Dialect::MySql, c.as_str()).is_err());
+    }
+
+    #[test]
+    fn malformed_cursors_are_decode_errors() {
+        for text in ["x", "~", "~a", "~AB", "~g0", "~ 0", "AAAA", "' OR 1=1 --"] {
+            assert!(
+                matches!(parse_cursor(Dialect::Sqlite, text), Err(Error::Decode(_))),
+                "{text:?}"
+            );
+        }
     }
 }

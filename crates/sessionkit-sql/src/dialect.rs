@@ -97,6 +97,9 @@ pub enum Statement {
     DeleteSubject,
     /// One batch of `delete_expired`.
     DeleteExpiredBatch,
+    /// One page of `scan`: live rows after an ID, in ID order (a range of
+    /// the primary key).
+    Scan,
 }
 
 /// Longest identifier accepted (PostgreSQL truncates beyond 63 bytes).
@@ -170,6 +173,7 @@ pub(crate) struct Sql {
     pub(crate) list_subject: Arc<str>,
     pub(crate) delete_subject: Arc<str>,
     pub(crate) delete_expired_batch: Arc<str>,
+    pub(crate) scan: Arc<str>,
     pub(crate) create_schema: Option<String>,
     pub(crate) create_migrations_table: String,
     pub(crate) applied_migrations: String,
@@ -279,6 +283,31 @@ impl Sql {
                  (SELECT id FROM {t} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)"
             ),
         };
+        // Keyset pagination on the primary key: rows after the cursor's ID,
+        // in ID order, so that the primary key serves both the range and the
+        // order (a page costs its own rows, not the rows before it). The
+        // liveness test is kept off the `expires_at` index (the MySQL
+        // `expires_at + 0` of above, SQLite's `+expires_at`), whose range
+        // scan would need every live row sorted for each page. On SQLite the
+        // cursor is bound as bytes and read back as text (so that an ID that
+        // is not valid UTF-8 can still be passed), and only text IDs are
+        // scanned: a BLOB sorts after every text, so a cursor could never
+        // move past one.
+        let scan = match dialect {
+            Dialect::MySql => format!(
+                "SELECT id, {subject_col}, payload, version, created_at, expires_at FROM {t} \
+                 WHERE id > ? AND expires_at + 0 > ? ORDER BY id LIMIT ?"
+            ),
+            Dialect::Postgres => format!(
+                "SELECT id, {subject_col}, payload, version, created_at, expires_at FROM {t} \
+                 WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?"
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT id, {subject_col}, payload, version, created_at, expires_at FROM {t} \
+                 WHERE id > CAST(? AS TEXT) AND typeof(id) = 'text' AND +expires_at > ? \
+                 ORDER BY id LIMIT ?"
+            ),
+        };
 
         let create_schema =
             schema.map(|s| format!("CREATE SCHEMA IF NOT EXISTS {}", dialect.quote(s)));
@@ -354,6 +383,7 @@ impl Sql {
             list_subject: p(list_subject),
             delete_subject: p(delete_subject),
             delete_expired_batch: p(delete_expired_batch),
+            scan: p(scan),
             create_schema,
             create_migrations_table,
             applied_migrations: dialect.placeholders(applied_migrations),
@@ -378,6 +408,7 @@ impl Sql {
             Statement::ListSubject => &self.list_subject,
             Statement::DeleteSubject => &self.delete_subject,
             Statement::DeleteExpiredBatch => &self.delete_expired_batch,
+            Statement::Scan => &self.scan,
         }
     }
 }

@@ -42,6 +42,10 @@
 //! | `created_at` | `BIGINT`                     | milliseconds since the Unix epoch      |
 //! | `expires_at` | `BIGINT`                     | milliseconds since the epoch; indexed (`<table>_expires_idx`) |
 //!
+//! The `id` is whatever ID the store is given: a `SessionManager` (by
+//! default) gives it SHA-256 of the ticket's ID, truncated to 128 bits,
+//! never the ticket, so a dump of the table holds no working ticket.
+//!
 //! Instants are integers, not database date types, so that the index on
 //! `expires_at` serves range scans identically on every database and a
 //! record survives a round trip bit for bit.
@@ -96,7 +100,18 @@
 //!   `NotFound`. The subject index is the row itself, so the record leaves
 //!   `list_subject` with it.
 //! - `touch`, `delete`, `delete_subject` are single statements restricted
-//!   to live rows; `load` and `list_subject` never return expired rows.
+//!   to live rows; `load`, `list_subject` and `scan` never return expired
+//!   rows.
+//! - `delete_subject` is one atomic step even against a rotation (insert
+//!   the new row, then compare-and-delete the old one) that overtakes it.
+//!   On PostgreSQL its `DELETE` runs in a `REPEATABLE READ` transaction:
+//!   under `READ COMMITTED` a `DELETE` whose snapshot predates the new row
+//!   and which finds the old row deleted under it skips both, removing
+//!   nothing although the subject always had a live session; under
+//!   `REPEATABLE READ` that is a serialization failure. A `delete_subject`
+//!   statement the server rolls back (that failure, a deadlock victim)
+//!   applied nothing, and is run again, up to 10 times within the call
+//!   timeout, before [`Error::Aborted`] reaches the caller.
 //!
 //! ## Locking (MySQL/MariaDB)
 //!
@@ -109,9 +124,28 @@
 //! MariaDB chooses on small tables, an update locks that index entry before
 //! the primary key, while one that found the row by its key locks them the
 //! other way round: deadlocks under ordinary contention.) Statements over
-//! many rows
-//! (`delete_subject`, `delete_expired`) can still be chosen as a deadlock
-//! victim by InnoDB; that is [`Error::Aborted`] (below).
+//! many rows (`delete_subject`, `delete_expired`) can still be chosen as a
+//! deadlock victim by InnoDB; that is [`Error::Aborted`] (below), which
+//! `delete_subject` retries itself (above).
+//!
+//! ## Enumerating sessions (`scan`)
+//!
+//! [`SessionStore::scan`] (copying sessions to another store, audits) is
+//! keyset pagination on the primary key:
+//! `SELECT … WHERE id > ? AND <live> ORDER BY id LIMIT ?`, a range of the
+//! primary key read in key order, so a page costs its own rows wherever it
+//! starts ([`Statement::Scan`]; the liveness test is kept off the
+//! `expires_at` index as above). The cursor is the text of the last ID the
+//! page read: it needs no server-side state, survives a restart and
+//! resumes in another process. A record live for the whole enumeration is
+//! returned exactly once; expired rows never are. Each page is one call,
+//! bounded by the call timeout. Corrupt rows are skipped with a warning as
+//! by `list_subject`, and the cursor still moves past them (a row whose ID
+//! is not a session ID gets a cursor of `~` and the ID's bytes in hex; on
+//! SQLite a row whose ID is not text at all is not scanned). A cursor is
+//! parsed strictly, before any SQL runs: the empty text (the
+//! start), a session ID or that `~hex` form, anything else is
+//! [`Error::Decode`]; it only ever reaches SQL as a bound value.
 //!
 //! ## Cleanup
 //!
@@ -145,11 +179,11 @@
 //!
 //! | error | when | transient |
 //! |-------|------|-----------|
-//! | [`Error::Aborted`] | the server rolled the statement back and nothing was applied: deadlock victim (MySQL 1213, PostgreSQL `40P01`), serialization failure (`40001`), lock wait timeout (MySQL 1205, PostgreSQL `55P03`), SQLite `SQLITE_BUSY_SNAPSHOT` | yes; `SessionManager::update` retries it |
+//! | [`Error::Aborted`] | the server rolled the statement back and nothing was applied: deadlock victim (MySQL 1213, PostgreSQL `40P01`), serialization failure (`40001`), lock wait timeout (MySQL 1205, PostgreSQL `55P03`), SQLite `SQLITE_BUSY_SNAPSHOT` | yes; `SessionManager::update` retries it (and `delete_subject` its own statement) |
 //! | [`Error::Timeout`] | the call timeout passed (`Some(call timeout)`); the server cancelled the statement at its statement timeout, or SQLite's busy timeout passed (`Some(limit)` when the store knows it: the statement timeout it applied, SQLite's busy timeout read from the connection; `None` for a limit set on the server) | yes; a write may have been applied |
 //! | [`Error::Backend`] `{ transient: true }` | connection lost or reset, IO error, server shutting down or killing the connection, too many connections, pool exhausted (acquire timeout) | yes; a write may have been applied |
 //! | [`Error::Backend`] `{ transient: false }` | a closed pool ([`SqlStore::close`]), TLS or configuration errors, SQL or schema errors, permissions | no: the same call fails again |
-//! | [`Error::Decode`] | `load` of a corrupt row (below) | no |
+//! | [`Error::Decode`] | `load` of a corrupt row (below); `scan` with a malformed cursor | no |
 //!
 //! A lock wait timeout is [`Error::Aborted`], not a timeout: every
 //! statement of this store runs on its own (autocommit), and InnoDB rolls
@@ -167,9 +201,9 @@
 //! SQLite's dynamically typed columns) never makes a caller see a wrong
 //! record: `load` of it fails with [`Error::Decode`]; `list_subject` skips
 //! it with a `tracing` warning (showing only the first characters of its
-//! ID), so one bad row does not hide the subject's other sessions; and
-//! `delete_subject` removes it with the rest (it counts in the number
-//! returned). `delete` removes it by ID.
+//! ID), so one bad row does not hide the subject's other sessions (`scan`
+//! skips it the same way); and `delete_subject` removes it with the rest
+//! (it counts in the number returned). `delete` removes it by ID.
 //!
 //! With an in-memory SQLite database (`sqlite::memory:`) the pool is kept to
 //! one connection that never expires: the database lives exactly as long as
@@ -189,7 +223,9 @@ mod dialect;
 mod error;
 mod options;
 
-use sessionkit_core::{Record, Result, SessionId, SessionStore, Timestamp, async_trait};
+use sessionkit_core::{
+    Record, Result, ScanCursor, ScanPage, SessionId, SessionStore, Timestamp, async_trait,
+};
 
 pub use cleanup::spawn_cleanup;
 pub use dialect::{Dialect, Statement, validate_identifier};
@@ -387,5 +423,9 @@ impl SessionStore for SqlStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         dispatch!(self, c => c.delete_expired().await)
+    }
+
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        dispatch!(self, c => c.scan(cursor, limit).await)
     }
 }

@@ -1,7 +1,8 @@
 //! The SQL store at the edges (issue 13): compare-and-delete, deadlock
 //! victims, two processes hammering one session, a server that stops
-//! answering (call timeout), and corrupt rows; on SQLite, PostgreSQL and
-//! MariaDB.
+//! answering (call timeout), corrupt rows, and `scan` (past corrupt rows,
+//! malformed cursors, resumed by another instance); on SQLite, PostgreSQL
+//! and MariaDB.
 #![cfg(all(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 
 mod common;
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::Scoped;
 use sessionkit_core::{
-    Error, Record, Result, SessionId, SessionManager, SessionStore, Timestamp, async_trait,
+    Error, Record, Result, ScanCursor, SessionId, SessionManager, SessionStore, Timestamp,
+    async_trait,
 };
 use sessionkit_sql::{Dialect, SqlStore, SqlStoreOptions, sqlx};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -431,11 +433,13 @@ async fn two_rows(store: &SqlStore, subject: &str) -> (Record, Record) {
 }
 
 /// A store statement that InnoDB picks as a deadlock victim (error 1213)
-/// is `Error::Aborted`, and nothing of it was applied. Ordered, not timed:
-/// another transaction holds `b`; `delete_subject` deletes `a` and waits
-/// for `b` (seen in INNODB_TRX); then the other transaction asks for `a`,
-/// closing the cycle. It has changed more rows, so InnoDB rolls back the
-/// store's statement.
+/// is `Error::Aborted`, and nothing of it was applied; `delete_subject`
+/// (the one statement over many rows that can be a victim while callers
+/// wait) runs it again, so the call succeeds. Ordered, not timed: another
+/// transaction holds `b`; `delete_subject` deletes `a` and waits for `b`
+/// (seen in INNODB_TRX); then the other transaction asks for `a`, closing
+/// the cycle. It has changed more rows, so InnoDB rolls back the store's
+/// statement, whose retry then waits until the holder rolls back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlock_victim_is_aborted_mysql() {
     let Some(store) = common::mysql_store().await else {
@@ -473,47 +477,52 @@ async fn deadlock_victim_is_aborted_mysql() {
     .await
     .expect("lock b");
 
-    let victim = {
-        let (store, subject) = (store.store.clone(), subject.clone());
-        tokio::spawn(async move { store.delete_subject(&subject).await })
+    // delete_subject runs on this thread (under the event collector) while
+    // the holder closes the cycle.
+    let logged = Warnings::default();
+    let _guard = tracing::subscriber::set_default(logged.clone());
+    let holding = async {
+        let pattern = format!("DELETE FROM `{t}`%");
+        poll("delete_subject to wait for b", || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT 1 FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE ?",
+            )
+            .bind(&pattern)
+            .fetch_optional(&pool)
+            .await
+            .expect("innodb_trx")
+        })
+        .await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM `{t}` WHERE id = ? FOR UPDATE"
+        )))
+        .bind(a.id.as_str())
+        .execute(&mut *holder)
+        .await
+        .expect("the holder gets a once the store's statement is rolled back");
+        // Nothing of the rolled-back statement was applied (its retry now
+        // waits for the holder).
+        assert_eq!(store.load(&a.id).await.expect("load a").as_ref(), Some(&a));
+        assert_eq!(store.load(&b.id).await.expect("load b").as_ref(), Some(&b));
+        holder.rollback().await.expect("rollback");
     };
-    let pattern = format!("DELETE FROM `{t}`%");
-    poll("delete_subject to wait for b", || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT 1 FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE ?",
-        )
-        .bind(&pattern)
-        .fetch_optional(&pool)
-        .await
-        .expect("innodb_trx")
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(store.delete_subject(&subject), holding)
     })
-    .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM `{t}` WHERE id = ? FOR UPDATE"
-    )))
-    .bind(a.id.as_str())
-    .execute(&mut *holder)
     .await
-    .expect("the holder gets a once the store's statement is rolled back");
-    let result = tokio::time::timeout(Duration::from_secs(10), victim)
-        .await
-        .expect("delete_subject returns")
-        .expect("join");
-    match &result {
-        Err(e @ Error::Aborted(_)) => {
-            assert!(e.is_transient());
-            eprintln!(
-                "got the expected abort: {e}: {:?}",
-                std::error::Error::source(e)
-            );
-        }
-        other => panic!("expected Error::Aborted for a deadlock victim, got {other:?}"),
-    }
-    holder.rollback().await.expect("rollback");
-    // Nothing was applied; the same call succeeds now.
-    assert_eq!(store.load(&a.id).await.expect("load a").as_ref(), Some(&a));
-    assert_eq!(store.load(&b.id).await.expect("load b").as_ref(), Some(&b));
-    assert_eq!(store.delete_subject(&subject).await.expect("retry"), 2);
+    .expect("delete_subject returns");
+    assert_eq!(
+        result.expect("delete_subject runs a rolled-back statement again"),
+        2
+    );
+    let retries = logged.at(tracing::Level::DEBUG);
+    eprintln!("retries: {retries:#?}");
+    assert!(
+        retries
+            .iter()
+            .any(|e| e.contains("rolled back by the server") && e.contains("Deadlock")),
+        "the deadlock victim was not seen as rolled back (Error::Aborted): {retries:#?}"
+    );
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE `{ballast}`")))
         .execute(&pool)
         .await;
@@ -547,12 +556,86 @@ async fn deadlock_victim_is_aborted_postgres() {
     .execute(&mut *holder)
     .await
     .expect("lock b");
-    let victim = {
+    let logged = Warnings::default();
+    let _guard = tracing::subscriber::set_default(logged.clone());
+    let holding = async {
+        let pattern = format!("DELETE FROM \"{t}\"%");
+        poll("delete_subject to wait for b", || async {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND wait_event_type = 'Lock'",
+            )
+            .bind(&pattern)
+            .fetch_optional(&pool)
+            .await
+            .expect("pg_stat_activity")
+        })
+        .await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM \"{t}\" WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(a.id.as_str())
+        .execute(&mut *holder)
+        .await
+        .expect("the holder gets a once the store's statement is rolled back");
+        assert_eq!(store.load(&a.id).await.expect("load a").as_ref(), Some(&a));
+        assert_eq!(store.load(&b.id).await.expect("load b").as_ref(), Some(&b));
+        holder.rollback().await.expect("rollback");
+    };
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(store.delete_subject(&subject), holding)
+    })
+    .await
+    .expect("delete_subject returns");
+    assert_eq!(
+        result.expect("delete_subject runs a rolled-back statement again"),
+        2
+    );
+    let retries = logged.at(tracing::Level::DEBUG);
+    eprintln!("retries: {retries:#?}");
+    assert!(
+        retries
+            .iter()
+            .any(|e| e.contains("rolled back by the server") && e.contains("deadlock")),
+        "the deadlock victim was not seen as rolled back (Error::Aborted): {retries:#?}"
+    );
+    pool.close().await;
+}
+
+/// `delete_subject` on PostgreSQL is one atomic step even when a rotation
+/// overtakes it. Ordered, not timed: a transaction deletes the old row (the
+/// rotation's compare-and-delete, held open); `delete_subject` starts and
+/// waits for that row (seen in pg_stat_activity); the rotation's new row is
+/// inserted; the old row's deletion commits. The subject had a live
+/// session at every moment of the `delete_subject` call, so it must remove
+/// one and leave none. Under READ COMMITTED a plain `DELETE` skipped both
+/// (the old row deleted under it, the new one newer than its snapshot) and
+/// returned 0 with the new session alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_subject_overtaken_by_a_rotation_postgres() {
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
+    let t = store.table().to_owned();
+    let subject = unique_subject("overtaken");
+    let old = record(Some(&subject), Timestamp::now() + HOUR);
+    store.create(&old).await.expect("create old");
+    let pool = sqlx::PgPool::connect(&common::postgres_url())
+        .await
+        .expect("second pool");
+    let mut rotation = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM \"{t}\" WHERE id = $1"
+    )))
+    .bind(old.id.as_str())
+    .execute(&mut *rotation)
+    .await
+    .expect("the rotation's delete of the old row");
+    let logout = {
         let (store, subject) = (store.store.clone(), subject.clone());
         tokio::spawn(async move { store.delete_subject(&subject).await })
     };
-    let pattern = format!("DELETE FROM \"{t}\"%");
-    poll("delete_subject to wait for b", || async {
+    let pattern = format!("DELETE FROM \"{t}\" WHERE subject%");
+    poll("delete_subject to wait for the old row", || async {
         sqlx::query_scalar::<_, i32>(
             "SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND wait_event_type = 'Lock'",
         )
@@ -562,31 +645,21 @@ async fn deadlock_victim_is_aborted_postgres() {
         .expect("pg_stat_activity")
     })
     .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM \"{t}\" WHERE id = $1 FOR UPDATE"
-    )))
-    .bind(a.id.as_str())
-    .execute(&mut *holder)
-    .await
-    .expect("the holder gets a once the store's statement is rolled back");
-    let result = tokio::time::timeout(Duration::from_secs(10), victim)
+    let new = record(Some(&subject), Timestamp::now() + HOUR);
+    store.create(&new).await.expect("the rotation's new row");
+    rotation.commit().await.expect("commit the rotation");
+    let removed = tokio::time::timeout(Duration::from_secs(10), logout)
         .await
         .expect("delete_subject returns")
-        .expect("join");
-    match &result {
-        Err(e @ Error::Aborted(_)) => {
-            assert!(e.is_transient());
-            eprintln!(
-                "got the expected abort: {e}: {:?}",
-                std::error::Error::source(e)
-            );
-        }
-        other => panic!("expected Error::Aborted for a deadlock victim, got {other:?}"),
-    }
-    holder.rollback().await.expect("rollback");
-    assert_eq!(store.load(&a.id).await.expect("load a").as_ref(), Some(&a));
-    assert_eq!(store.load(&b.id).await.expect("load b").as_ref(), Some(&b));
-    assert_eq!(store.delete_subject(&subject).await.expect("retry"), 2);
+        .expect("join")
+        .expect("delete_subject");
+    let left = store.list_subject(&subject).await.expect("list").len();
+    assert_eq!(
+        (removed, left),
+        (1, 0),
+        "delete_subject overtaken by a rotation: removed {removed}, left {left} alive"
+    );
+    assert_eq!(store.load(&new.id).await.expect("load"), None);
     pool.close().await;
 }
 
@@ -737,6 +810,7 @@ async fn paused_server(store: &SqlStore, proxy: &Proxy) {
     expect_call_timeout("save", store.save(&r)).await;
     expect_call_timeout("compare_and_delete", store.compare_and_delete(&r.id, 7)).await;
     expect_call_timeout("list_subject", store.list_subject(&subject)).await;
+    expect_call_timeout("scan", store.scan(None, 10)).await;
     proxy.resume();
 
     // Works again: the connections cut off mid-call were closed, new ones
@@ -828,9 +902,25 @@ async fn call_timeout_bounds_a_sqlite_call_waiting_for_a_lock() {
 
 // -------------------------------------------------------------- corrupt rows
 
-/// Collects the fields of every `WARN` event on this thread.
+/// Collects the level and fields of every event on this thread.
 #[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
+struct Warnings(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+impl Warnings {
+    /// The fields of every event at `level`.
+    fn at(&self, level: tracing::Level) -> Vec<String> {
+        let events = self.0.lock().expect("lock");
+        events
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+    /// The fields of every `WARN` event.
+    fn warnings(&self) -> Vec<String> {
+        self.at(tracing::Level::WARN)
+    }
+}
 
 struct Fields(String);
 
@@ -850,11 +940,12 @@ impl tracing::Subscriber for Warnings {
     fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut fields = Fields(String::new());
-            event.record(&mut fields);
-            self.0.lock().expect("lock").push(fields.0);
-        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        self.0
+            .lock()
+            .expect("lock")
+            .push((*event.metadata().level(), fields.0));
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
@@ -890,7 +981,7 @@ async fn corrupt_rows(store: &Scoped, subject: &str, corrupt: &[Corrupt]) {
     };
     let listed = listed.expect("list_subject skips corrupt rows instead of failing");
     assert_eq!(listed, vec![good.clone()], "only the good row is listed");
-    let warnings = warnings.0.lock().expect("lock").clone();
+    let warnings = warnings.warnings();
     let skipped = corrupt.iter().filter(|c| c.listed).count();
     assert_eq!(
         warnings.len(),
@@ -1138,4 +1229,363 @@ async fn testkit_corrupt_record_case_mysql() {
             .expect("corrupt the row");
     })
     .await;
+}
+
+// ---------------------------------------------------------------------- scan
+
+/// Every page of a scan at `limit`, each cursor passed on through its text
+/// (as a resumed copy would); fails if it does not end.
+async fn scan_all(store: &SqlStore, limit: usize) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut cursor: Option<ScanCursor> = None;
+    for _ in 0..10_000 {
+        let page = store.scan(cursor.as_ref(), limit).await.expect("scan");
+        assert!(page.records.len() <= limit, "a page exceeded its limit");
+        out.extend(page.records);
+        match page.next {
+            Some(next) => cursor = Some(ScanCursor::new(next.as_str().to_owned())),
+            None => return out,
+        }
+    }
+    panic!("scan at limit {limit} did not end within 10000 pages");
+}
+
+fn sorted(mut records: Vec<Record>) -> Vec<Record> {
+    records.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    records
+}
+
+/// Creates `good` live records and one expired one through the store.
+async fn good_records(store: &SqlStore, n: usize) -> Vec<Record> {
+    let mut good = Vec::new();
+    for _ in 0..n {
+        let r = record(None, Timestamp::now() + HOUR);
+        store.create(&r).await.expect("create");
+        good.push(r);
+    }
+    let expired = record(None, Timestamp::now() - HOUR);
+    store.create(&expired).await.expect("create expired");
+    good
+}
+
+/// `scan` past corrupt rows written with raw SQL: at every page size (1:
+/// each corrupt row is a page of its own, whose cursor must move past it)
+/// it returns exactly the good live records, ends, and warns once per
+/// skipped live row without showing a whole ID.
+async fn scan_past_corrupt_rows(store: &SqlStore, good: &[Record], ids: &[String], warned: usize) {
+    for limit in [1, 2, 3, 1000] {
+        let warnings = Warnings::default();
+        let seen = {
+            let _guard = tracing::subscriber::set_default(warnings.clone());
+            scan_all(store, limit).await
+        };
+        assert_eq!(
+            sorted(seen),
+            sorted(good.to_vec()),
+            "limit {limit}: scan returns exactly the good live records"
+        );
+        let warnings = warnings.warnings();
+        assert_eq!(
+            warnings.len(),
+            warned,
+            "limit {limit}: one warning per skipped row: {warnings:#?}"
+        );
+        for id in ids {
+            assert!(
+                !warnings.iter().any(|w| w.contains(id.as_str())),
+                "a warning shows a whole ID: {warnings:#?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn scan_past_corrupt_rows_sqlite() {
+    let Some(store) = common::sqlite_file_store().await else {
+        return;
+    };
+    let good = good_records(&store, 4).await;
+    let pool = store.sqlite_pool().expect("sqlite").clone();
+    let t = store.table().to_owned();
+    let later = (Timestamp::now() + HOUR).as_millis();
+    let insert = |id_expr: &str| {
+        format!(
+            "INSERT INTO \"{t}\" (id, subject, payload, version, created_at, expires_at) \
+             VALUES ({id_expr}, NULL, X'70', ?, 0, ?)"
+        )
+    };
+    let (negative, text_version) = (
+        SessionId::generate().as_str().to_owned(),
+        SessionId::generate().as_str().to_owned(),
+    );
+    let not_an_id = "not-a-session-id-at-all".to_owned();
+    for (id, version) in [(&negative, -3i64), (&text_version, 1), (&not_an_id, 1)] {
+        sqlx::query(sqlx::AssertSqlSafe(insert("?")))
+            .bind(id.clone())
+            .bind(version)
+            .bind(later)
+            .execute(&pool)
+            .await
+            .expect("insert a corrupt row");
+    }
+    // Text where the version's integer belongs (SQLite stores what it is
+    // given).
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE \"{t}\" SET version = 'seven' WHERE id = ?"
+    )))
+    .bind(text_version.clone())
+    .execute(&pool)
+    .await
+    .expect("a text version");
+    // An ID that is text but not UTF-8: its cursor carries the raw bytes.
+    sqlx::query(sqlx::AssertSqlSafe(insert("CAST(? AS TEXT)")))
+        .bind(b"ABCDEFGH\xffIJKL".to_vec())
+        .bind(1i64)
+        .bind(later)
+        .execute(&pool)
+        .await
+        .expect("insert a non-UTF-8 ID");
+    // An ID that is not text at all (a BLOB sorts after every text): not
+    // scanned, and it must not make the scan go round in circles.
+    sqlx::query(sqlx::AssertSqlSafe(insert("?")))
+        .bind(b"\x00\xffblob-id".to_vec())
+        .bind(1i64)
+        .bind(later)
+        .execute(&pool)
+        .await
+        .expect("insert a BLOB ID");
+    scan_past_corrupt_rows(
+        &store,
+        &good,
+        &[negative, text_version, not_an_id, "ABCDEFGH".to_owned()],
+        4,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scan_past_corrupt_rows_postgres() {
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
+    let good = good_records(&store, 4).await;
+    let pool = store.postgres_pool().expect("pg").clone();
+    let later = (Timestamp::now() + HOUR).as_millis();
+    let negative = SessionId::generate().as_str().to_owned();
+    let (not_an_id, unicode) = (
+        "not-a-session-id-at-all".to_owned(),
+        "ñandú-über-ID-🦀".to_owned(),
+    );
+    let insert = format!(
+        "INSERT INTO \"{}\" (id, subject, payload, version, created_at, expires_at) \
+         VALUES ($1, NULL, $2, $3, 0, $4)",
+        store.table()
+    );
+    for (id, version) in [(&negative, -3i64), (&not_an_id, 1), (&unicode, 1)] {
+        sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+            .bind(id.clone())
+            .bind(b"p".to_vec())
+            .bind(version)
+            .bind(later)
+            .execute(&pool)
+            .await
+            .expect("insert a corrupt row");
+    }
+    scan_past_corrupt_rows(&store, &good, &[negative, not_an_id, unicode], 3).await;
+}
+
+#[tokio::test]
+async fn scan_past_corrupt_rows_mysql() {
+    let Some(store) = common::mysql_store().await else {
+        return;
+    };
+    let good = good_records(&store, 4).await;
+    let pool = store.mysql_pool().expect("mysql").clone();
+    let later = (Timestamp::now() + HOUR).as_millis();
+    let (negative, bad_utf8) = (
+        SessionId::generate().as_str().to_owned(),
+        SessionId::generate().as_str().to_owned(),
+    );
+    let not_an_id = "not-a-session-id-at-all".to_owned();
+    let insert = format!(
+        "INSERT INTO `{}` (id, subject, payload, version, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, 0, ?)",
+        store.table()
+    );
+    for (id, subject, version) in [
+        (&negative, b"s".to_vec(), -3i64),
+        (&not_an_id, b"s".to_vec(), 1),
+        (&bad_utf8, vec![0xff, 0xfe, b'x'], 1),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+            .bind(id.clone())
+            .bind(subject)
+            .bind(b"p".to_vec())
+            .bind(version)
+            .bind(later)
+            .execute(&pool)
+            .await
+            .expect("insert a corrupt row");
+    }
+    scan_past_corrupt_rows(&store, &good, &[negative, not_an_id, bad_utf8], 3).await;
+}
+
+/// Hex of text, as a `~` cursor carries an ID.
+fn hex(text: &[u8]) -> String {
+    text.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cursor is parsed strictly: anything but the start (empty), a session
+/// ID or the store's own `~hex` form is `Error::Decode`, before any SQL
+/// runs; a well-formed `~hex` cursor is only ever a bound value (SQL text
+/// in it does nothing). A page of 0 rows leaves the cursor where it was.
+async fn scan_cursors_are_parsed_strictly(store: &SqlStore, invalid_here: &[&str]) {
+    let good = good_records(store, 5).await;
+    let valid = SessionId::generate().as_str().to_owned();
+    let mut bad: Vec<String> = [
+        "garbage",
+        "~",
+        "~a",
+        "~zz",
+        "~4A",
+        "~ 41",
+        " ",
+        "' OR '1'='1",
+        "'; DROP TABLE x; --",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    bad.push(format!("{valid}x"));
+    bad.push(valid[..valid.len() - 1].to_owned());
+    bad.push(format!(" {valid}"));
+    bad.extend(invalid_here.iter().map(|s| s.to_string()));
+    for cursor in &bad {
+        match store.scan(Some(&ScanCursor::new(cursor.clone())), 10).await {
+            Err(Error::Decode(_)) => {}
+            other => panic!("cursor {cursor:?}: expected Error::Decode, got {other:?}"),
+        }
+    }
+    // Well formed, with SQL in it: a bound value like any other.
+    let table = store.table().to_owned();
+    for text in [
+        format!("'; DROP TABLE \"{table}\"; --"),
+        format!("'; DROP TABLE `{table}`; --"),
+        "' OR '1'='1".to_owned(),
+    ] {
+        let cursor = ScanCursor::new(format!("~{}", hex(text.as_bytes())));
+        let page = store.scan(Some(&cursor), 1000).await.expect("a hex cursor");
+        assert!(
+            page.records
+                .iter()
+                .all(|r| r.id.as_str().as_bytes() > text.as_bytes()),
+            "a page after {text:?} holds an ID before it"
+        );
+    }
+    // The empty cursor is the start; a page of 0 stays where it was.
+    let all = store
+        .scan(Some(&ScanCursor::new("")), 1000)
+        .await
+        .expect("scan from the empty cursor");
+    assert_eq!(sorted(all.records), sorted(good.clone()));
+    assert!(all.next.is_none());
+    for cursor in [None, Some(ScanCursor::new(valid.clone()))] {
+        let page = store.scan(cursor.as_ref(), 0).await.expect("a page of 0");
+        assert!(page.records.is_empty());
+        let next = page.next.expect("a page of 0 is not the end");
+        assert_eq!(
+            next.as_str(),
+            cursor.as_ref().map_or("", ScanCursor::as_str)
+        );
+    }
+    // Nothing was harmed.
+    assert_eq!(sorted(scan_all(store, 2).await), sorted(good));
+}
+
+#[tokio::test]
+async fn scan_cursors_are_parsed_strictly_sqlite() {
+    let Some(store) = common::sqlite_file_store().await else {
+        return;
+    };
+    scan_cursors_are_parsed_strictly(&store, &[]).await;
+}
+
+#[tokio::test]
+async fn scan_cursors_are_parsed_strictly_postgres() {
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
+    // Not UTF-8; a NUL (PostgreSQL text holds neither).
+    scan_cursors_are_parsed_strictly(&store, &["~ff", "~4100"]).await;
+}
+
+#[tokio::test]
+async fn scan_cursors_are_parsed_strictly_mysql() {
+    let Some(store) = common::mysql_store().await else {
+        return;
+    };
+    // Not ASCII (the ID column is).
+    scan_cursors_are_parsed_strictly(&store, &["~c3b1"]).await;
+}
+
+/// An enumeration interrupted half-way resumes in another instance (another
+/// pool, as another process would) from the cursor's text alone, and
+/// misses nothing.
+async fn scan_resumes_in_another_instance(a: &SqlStore, b: &SqlStore) {
+    let good = good_records(a, 10).await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..2 {
+        let page = a.scan(cursor.as_ref(), 3).await.expect("scan");
+        seen.extend(page.records);
+        cursor = page.next;
+    }
+    let saved = cursor.expect("more pages").as_str().to_owned();
+    let mut cursor = Some(ScanCursor::new(saved));
+    while let Some(c) = cursor {
+        let page = b.scan(Some(&c), 3).await.expect("resumed scan");
+        seen.extend(page.records);
+        cursor = page.next;
+    }
+    assert_eq!(sorted(seen), sorted(good));
+}
+
+#[tokio::test]
+async fn scan_resumes_in_another_instance_sqlite() {
+    let path = common::sqlite_path();
+    let table = common::random_table();
+    let a = common::options(&table)
+        .connect_sqlite(common::sqlite_file_options(&path))
+        .await
+        .expect("sqlite");
+    let a = Scoped::new(a, common::Cleanup::SqliteFile(path.clone()));
+    let b = common::options(&table)
+        .connect_sqlite(common::sqlite_file_options(&path))
+        .await
+        .expect("sqlite, second pool");
+    scan_resumes_in_another_instance(&a, &b).await;
+}
+
+#[tokio::test]
+async fn scan_resumes_in_another_instance_postgres() {
+    let table = common::random_table();
+    let Some(a) = common::postgres_store_with(common::options(&table), &table).await else {
+        return;
+    };
+    let Some(b) = common::postgres_store_with(common::options(&table), &table).await else {
+        return;
+    };
+    scan_resumes_in_another_instance(&a, &b).await;
+}
+
+#[tokio::test]
+async fn scan_resumes_in_another_instance_mysql() {
+    let table = common::random_table();
+    let Some(a) = common::mysql_store_with(common::options(&table), &table).await else {
+        return;
+    };
+    let Some(b) = common::mysql_store_with(common::options(&table), &table).await else {
+        return;
+    };
+    scan_resumes_in_another_instance(&a, &b).await;
 }

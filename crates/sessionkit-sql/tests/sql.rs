@@ -553,6 +553,125 @@ async fn explain_sqlite_single_row_statements_use_the_primary_key() {
     }
 }
 
+// ------------------------------------------------- scan: a primary-key range
+
+/// The parameters of one `scan` page as the store binds them: after the
+/// smallest live ID (bytes on SQLite, text elsewhere), now, 16 rows.
+async fn scan_params(store: &SqlStore, bytes: bool) -> Vec<P> {
+    let page = store.scan(None, 1).await.expect("scan");
+    let after = page.records[0].id.as_str().to_owned();
+    let after = if bytes {
+        P::Bytes(after.into_bytes())
+    } else {
+        P::Text(after)
+    };
+    vec![after, P::Int(Timestamp::now().as_millis()), P::Int(16)]
+}
+
+/// A `scan` page is a range of the primary key read in key order: no other
+/// index, no sort of every live row per page.
+#[tokio::test]
+async fn explain_sqlite_scan_is_a_primary_key_range() {
+    let Some(store) = common::sqlite_file_store().await else {
+        return;
+    };
+    fill(&store).await;
+    let pool = store.sqlite_pool().expect("sqlite pool");
+    let sql = format!("EXPLAIN QUERY PLAN {}", store.sql(Statement::Scan));
+    let params = scan_params(&store, true).await;
+    let q = bind_params!(sqlx::query(sqlx::AssertSqlSafe(sql)), &params);
+    let plan: Vec<String> = q
+        .fetch_all(pool)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect();
+    eprintln!("Scan: {plan:?}");
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("sqlite_autoindex") && line.contains("(id>?)")),
+        "scan is not a range of the primary key: {plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|line| line.contains("TEMP B-TREE")),
+        "scan sorts its rows: {plan:?}"
+    );
+}
+
+#[tokio::test]
+async fn explain_postgres_scan_is_a_primary_key_range() {
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
+    fill(&store).await;
+    let pool = store.postgres_pool().expect("pg pool");
+    let pkey = format!("{}_pkey", store.table());
+    let mut conn = pool.acquire().await.expect("acquire");
+    // As above: the table is small; show that the key can serve it.
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    let sql = format!("EXPLAIN {}", store.sql(Statement::Scan));
+    let params = scan_params(&store, false).await;
+    let q = bind_params!(
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)),
+        &params
+    );
+    let plan: Vec<String> = q.fetch_all(&mut *conn).await.expect("explain");
+    eprintln!("Scan: {plan:#?}");
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("Index Scan") && line.contains(&pkey)),
+        "scan does not read {pkey} in order: {plan:#?}"
+    );
+    assert!(
+        !plan
+            .iter()
+            .any(|line| line.trim_start().starts_with("Sort") || line.contains("-> Sort")),
+        "scan sorts its rows: {plan:#?}"
+    );
+}
+
+#[tokio::test]
+async fn explain_mysql_scan_is_a_primary_key_range() {
+    let Some(store) = common::mysql_store().await else {
+        return;
+    };
+    fill(&store).await;
+    let pool = store.mysql_pool().expect("mysql pool");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ANALYZE TABLE `{}`",
+        store.table()
+    )))
+    .execute(pool)
+    .await
+    .expect("analyze");
+    let sql = format!("EXPLAIN {}", store.sql(Statement::Scan));
+    let params = scan_params(&store, false).await;
+    let q = bind_params!(sqlx::query(sqlx::AssertSqlSafe(sql)), &params);
+    let rows = q.fetch_all(pool).await.expect("explain");
+    assert_eq!(rows.len(), 1, "one table");
+    let column = |name: &str| {
+        rows[0]
+            .try_get::<Option<String>, _>(name)
+            .expect("EXPLAIN column")
+            .unwrap_or_default()
+    };
+    let (possible, key, access, extra) = (
+        column("possible_keys"),
+        column("key"),
+        column("type"),
+        column("Extra"),
+    );
+    eprintln!("Scan: type {access}, possible_keys {possible}, key {key}, extra {extra}");
+    assert_eq!(key, "PRIMARY", "scan must read the primary key");
+    assert_eq!(access, "range", "scan must be a range of the primary key");
+    assert_eq!(possible, "PRIMARY", "no other index may serve scan");
+    assert!(!extra.contains("filesort"), "scan sorts its rows: {extra}");
+}
+
 // ---------------------------------------------------- killed connections
 
 /// Holds the row lock of `id` from another connection so that the store's

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sessionkit_core::{Record, Result, SessionId, SessionStore, Timestamp, async_trait};
+use sessionkit_core::{
+    Record, Result, ScanCursor, ScanPage, SessionId, SessionStore, Timestamp, async_trait,
+};
 use sessionkit_sql::{SqlStore, SqlStoreOptions, sqlx};
 
 pub const POSTGRES_ENV: &str = "SESSIONKIT_POSTGRES_URL";
@@ -353,5 +355,14 @@ impl SessionStore for Scoped {
     }
     async fn delete_expired(&self) -> Result<u64> {
         self.store.delete_expired().await
+    }
+    async fn load_fresh(&self, id: &SessionId) -> Result<Option<Record>> {
+        self.store.load_fresh(id).await
+    }
+    fn backend_name(&self) -> &'static str {
+        self.store.backend_name()
+    }
+    async fn scan(&self, cursor: Option<&ScanCursor>, limit: usize) -> Result<ScanPage> {
+        self.store.scan(cursor, limit).await
     }
 }
