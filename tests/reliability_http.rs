@@ -139,7 +139,7 @@ async fn send(app: &Router, method: &str, path: &str, headers: &[(&str, &str)]) 
 fn cookie_id(r: &Reply) -> Option<String> {
     r.set_cookie.iter().find_map(|c| {
         let (n, v) = c.split(';').next()?.split_once('=')?;
-        (n == "id" && !v.is_empty()).then(|| v.to_owned())
+        (n == "__Host-id" && !v.is_empty()).then(|| v.to_owned())
     })
 }
 
@@ -149,7 +149,7 @@ fn assert_empty(r: &Reply, what: &str) {
     assert!(
         r.set_cookie
             .iter()
-            .all(|c| !c.starts_with("id=") || c.starts_with("id=;")),
+            .all(|c| !c.starts_with("__Host-id=") || c.starts_with("__Host-id=;")),
         "{what}: a cookie was issued for a bogus ticket: {:?}",
         r.set_cookie
     );
@@ -172,9 +172,9 @@ async fn thousands_of_bogus_session_cookies_cost_no_store_write() {
         // half malformed (rejected before the store).
         let cookie = if i % 2 == 0 {
             well_formed += 1;
-            format!("id={}", SessionId::generate().as_str())
+            format!("__Host-id={}", SessionId::generate().as_str())
         } else {
-            format!("id={}{i}", &SessionId::generate().as_str()[..20])
+            format!("__Host-id={}{i}", &SessionId::generate().as_str()[..20])
         };
         let r = send(&app, "GET", "/whoami", &[("cookie", &cookie)]).await;
         assert_empty(&r, &cookie);
@@ -201,11 +201,11 @@ async fn oversized_cookies_and_headers_get_an_empty_session() {
         let big = "A".repeat(size);
         cases.push((
             format!("session cookie of {size} bytes"),
-            vec![("cookie".into(), format!("id={big}"))],
+            vec![("cookie".into(), format!("__Host-id={big}"))],
         ));
         cases.push((
             format!("{size}-byte cookie beside a well-formed id"),
-            vec![("cookie".into(), format!("x={big}; id={}", id.as_str()))],
+            vec![("cookie".into(), format!("x={big}; __Host-id={}", id.as_str()))],
         ));
         cases.push((
             format!("bearer of {size} bytes"),
@@ -219,7 +219,7 @@ async fn oversized_cookies_and_headers_get_an_empty_session() {
     let many: String = (0..5_000).map(|i| format!("c{i}=v; ")).collect();
     cases.push((
         "5000 cookies in one header".into(),
-        vec![("cookie".into(), format!("{many}id=zz"))],
+        vec![("cookie".into(), format!("{many}__Host-id=zz"))],
     ));
     cases.push((
         "200 session cookies".into(),
@@ -227,14 +227,14 @@ async fn oversized_cookies_and_headers_get_an_empty_session() {
             .map(|_| {
                 (
                     "cookie".into(),
-                    format!("id={}", SessionId::generate().as_str()),
+                    format!("__Host-id={}", SessionId::generate().as_str()),
                 )
             })
             .collect(),
     ));
     cases.push((
         "non-ASCII (obs-text) bytes and a tab".into(),
-        vec![("cookie".into(), "id=é\t%FF%FE; id=\u{e9}\u{e9}".into())],
+        vec![("cookie".into(), "__Host-id=é\t%FF%FE; __Host-id=\u{e9}\u{e9}".into())],
     ));
     for (what, headers) in &cases {
         let h: Vec<(&str, &str)> = headers
@@ -282,7 +282,7 @@ async fn oversized_headers_on_a_real_server_leave_it_serving() {
     for size in [8 * 1024, 64 * 1024, 512 * 1024] {
         let big = "A".repeat(size);
         let head = format!(
-            "GET /whoami HTTP/1.1\r\nhost: x\r\ncookie: id={big}\r\nconnection: close\r\n\r\n"
+            "GET /whoami HTTP/1.1\r\nhost: x\r\ncookie: __Host-id={big}\r\nconnection: close\r\n\r\n"
         );
         let out = raw(head).await.expect("client");
         let status = out.split_whitespace().nth(1).unwrap_or("closed").to_owned();
@@ -314,7 +314,7 @@ async fn a_replayed_rotated_id_is_an_empty_session_and_harms_nothing() {
         &app,
         "POST",
         "/rotate",
-        &[("cookie", &format!("id={first}"))],
+        &[("cookie", &format!("__Host-id={first}"))],
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -326,7 +326,7 @@ async fn a_replayed_rotated_id_is_an_empty_session_and_harms_nothing() {
             &app,
             "GET",
             "/whoami",
-            &[("cookie", &format!("id={first}"))],
+            &[("cookie", &format!("__Host-id={first}"))],
         )
         .await;
         assert_empty(&r, "replayed pre-rotation id");
@@ -335,7 +335,7 @@ async fn a_replayed_rotated_id_is_an_empty_session_and_harms_nothing() {
             &app,
             "POST",
             "/rotate",
-            &[("cookie", &format!("id={first}"))],
+            &[("cookie", &format!("__Host-id={first}"))],
         )
         .await;
         assert_eq!(r.status, StatusCode::OK);
@@ -353,7 +353,7 @@ async fn a_replayed_rotated_id_is_an_empty_session_and_harms_nothing() {
         &app,
         "GET",
         "/whoami",
-        &[("cookie", &format!("id={second}"))],
+        &[("cookie", &format!("__Host-id={second}"))],
     )
     .await;
     assert_eq!(r.body, "n=1", "the live session is intact");
@@ -381,7 +381,7 @@ async fn stateless_tokens_with_every_header_field_tampered_are_empty_sessions() 
         &app,
         "GET",
         "/whoami",
-        &[("cookie", &format!("id={token}"))],
+        &[("cookie", &format!("__Host-id={token}"))],
     )
     .await;
     assert_eq!(ok.body, "n=1", "the untampered token works");
@@ -472,7 +472,7 @@ async fn stateless_tokens_with_every_header_field_tampered_are_empty_sessions() 
     ));
     for (what, bad) in &variants {
         for (name, hdr) in [
-            ("cookie", format!("id={bad}")),
+            ("cookie", format!("__Host-id={bad}")),
             ("authorization", format!("Bearer {bad}")),
         ] {
             let r = send(&app, "GET", "/whoami", &[(name, hdr.as_str())]).await;
