@@ -205,7 +205,10 @@ async fn oversized_cookies_and_headers_get_an_empty_session() {
         ));
         cases.push((
             format!("{size}-byte cookie beside a well-formed id"),
-            vec![("cookie".into(), format!("x={big}; __Host-id={}", id.as_str()))],
+            vec![(
+                "cookie".into(),
+                format!("x={big}; __Host-id={}", id.as_str()),
+            )],
         ));
         cases.push((
             format!("bearer of {size} bytes"),
@@ -234,7 +237,10 @@ async fn oversized_cookies_and_headers_get_an_empty_session() {
     ));
     cases.push((
         "non-ASCII (obs-text) bytes and a tab".into(),
-        vec![("cookie".into(), "__Host-id=é\t%FF%FE; __Host-id=\u{e9}\u{e9}".into())],
+        vec![(
+            "cookie".into(),
+            "__Host-id=é\t%FF%FE; __Host-id=\u{e9}\u{e9}".into(),
+        )],
     ));
     for (what, headers) in &cases {
         let h: Vec<(&str, &str)> = headers
