@@ -71,7 +71,11 @@ async fn setup_and_run() -> Result<(), Failure> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let tag = SessionId::generate().as_str()[..8].to_owned();
     let prefix = format!("sessionkit-migrate:{tag}");
-    let table = format!("sessionkit_migrate_{}", tag.to_ascii_lowercase());
+    // The ID alphabet has `-`, which an SQL identifier cannot.
+    let table = format!(
+        "sessionkit_migrate_{}",
+        tag.to_ascii_lowercase().replace('-', "_")
+    );
 
     let old = match RedisStore::standalone(
         &redis_url,

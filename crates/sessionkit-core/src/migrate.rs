@@ -86,7 +86,8 @@ impl<Old: SessionStore, New: SessionStore> MigratingStore<Old, New> {
                 return Ok(Some(record));
             }
             let Some(record) = self.old.load_fresh(id).await? else {
-                return Ok(None);
+                // Another request may have moved it between the two reads.
+                return self.new.load_fresh(id).await;
             };
             match self.new.create(&record).await {
                 Ok(()) => {}
