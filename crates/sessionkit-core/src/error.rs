@@ -126,7 +126,9 @@ pub enum Error {
     /// The backend aborted the operation and rolled it back before applying
     /// anything (a deadlock victim, a serialization failure): nothing was
     /// written, and the same call may succeed now.
-    /// `SessionManager::update` retries it like a conflict.
+    /// `SessionManager` runs such a call again (with backoff, up to its
+    /// retry limit) for every store call it makes, so it reaches the
+    /// caller only when the backend keeps aborting.
     #[error("the session backend aborted the operation (nothing was written); retry it")]
     Aborted(#[source] BoxError),
     /// The backend did not answer in time: within the configured limit when

@@ -82,7 +82,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, TokenRejection};
 use crate::id::{ID_BYTES, SessionId};
-use crate::manager::SessionData;
+use crate::manager::{SessionData, retry_aborted};
 use crate::record::{Record, validate_subject};
 use crate::revocation::RevocationList;
 use crate::store::SessionStore;
@@ -113,6 +113,9 @@ const KILL_MARGIN: Duration = Duration::from_secs(60);
 /// Compare-and-swap attempts of one refresh; after one lost race the
 /// presented token is stale, so two suffice.
 const REFRESH_ATTEMPTS: usize = 4;
+/// How many times a store call the backend rolled back (a deadlock victim)
+/// is run again.
+const ABORTED_RETRIES: u32 = 100;
 /// Passes of `delete_subject` in `logout_everywhere`.
 const DELETE_SUBJECT_PASSES: usize = 4;
 /// Longest client metadata field kept, in bytes.
@@ -920,7 +923,7 @@ impl<T: SessionData> HybridManager<T> {
                 now,
                 self.deadline(now, now),
             );
-            match self.inner.store.create(&record).await {
+            match retry_aborted(ABORTED_RETRIES, || self.inner.store.create(&record)).await {
                 Ok(()) => {
                     return Ok(TokenPair {
                         access_token,
@@ -1014,8 +1017,9 @@ impl<T: SessionData> HybridManager<T> {
                         });
                     }
                     // Another refresh rotated first: look again (the
-                    // presented token is now the rotated one).
-                    Err(Error::Conflict) => continue,
+                    // presented token is now the rotated one). A save the
+                    // backend rolled back applied nothing: look again too.
+                    Err(Error::Conflict | Error::Aborted(_)) => continue,
                     Err(Error::NotFound) => return Err(RefreshRejection::Ended.into()),
                     Err(e) => return Err(e.into()),
                 }
@@ -1136,7 +1140,8 @@ impl<T: SessionData> HybridManager<T> {
             .await?;
         let mut total = 0;
         for _ in 0..DELETE_SUBJECT_PASSES {
-            let removed = self.inner.store.delete_subject(subject).await?;
+            let removed =
+                retry_aborted(ABORTED_RETRIES, || self.inner.store.delete_subject(subject)).await?;
             total += removed;
             if removed == 0 {
                 break;
@@ -1286,7 +1291,8 @@ impl<T: SessionData> HybridManager<T> {
         revocations
             .revoke(&jti, self.revocation_until(start))
             .await?;
-        if let Err(e) = self.inner.store.delete(&family.storage_key()).await {
+        let key = family.storage_key();
+        if let Err(e) = retry_aborted(ABORTED_RETRIES, || self.inner.store.delete(&key)).await {
             let until = self.revocation_until(record_expires_at.max(start));
             if let Err(again) = revocations.revoke(&jti, until).await {
                 tracing::warn!(family = %family.redacted(), error = %again, "could not extend a family's revocation");

@@ -849,7 +849,7 @@ impl<T: SessionData> SessionManager<T> {
                 };
                 let subject_changed = session.subject != session.issued_subject;
                 session.version =
-                    match observe(self.inner.backend, "save", store.save(&record)).await {
+                    match self.call("save", || store.save(&record)).await {
                         Ok(version) => version,
                         Err(e) => {
                             if e.is_conflict() {
@@ -895,7 +895,8 @@ impl<T: SessionData> SessionManager<T> {
             change(&mut session.data);
             match self.save(&mut session).await {
                 Ok(()) => return Ok(session),
-                Err(Error::Conflict | Error::Aborted(_)) if attempt < retries => {
+                // An aborted save was already retried by `save`.
+                Err(Error::Conflict) if attempt < retries => {
                     self.inner
                         .counters
                         .update_conflicts
@@ -987,16 +988,13 @@ impl<T: SessionData> SessionManager<T> {
                     .await?;
                 // The old ID dies only if nobody ended, rotated or saved it
                 // since it was loaded; otherwise the new copy is taken back.
-                if let Err(e) = observe(
-                    self.inner.backend,
-                    "compare_and_delete",
-                    store.compare_and_delete(&old, session.version),
-                )
-                .await
+                if let Err(e) = self
+                    .call("compare_and_delete", || {
+                        store.compare_and_delete(&old, session.version)
+                    })
+                    .await
                 {
-                    if let Err(cleanup) =
-                        observe(self.inner.backend, "delete", store.delete(&new)).await
-                    {
+                    if let Err(cleanup) = self.call("delete", || store.delete(&new)).await {
                         // Nobody holds its ticket; it expires by itself.
                         tracing::warn!(
                             session = %new.redacted(),
@@ -1069,7 +1067,7 @@ impl<T: SessionData> SessionManager<T> {
         let (ended, id, subject) = match &self.inner.mode {
             Mode::Stateful(store) => {
                 let id = self.store_id(&SessionId::parse(ticket)?);
-                let ended = observe(self.inner.backend, "delete", store.delete(&id)).await?;
+                let ended = self.call("delete", || store.delete(&id)).await?;
                 (ended, id, None)
             }
             Mode::Stateless { codec, revocations } => {
@@ -1118,7 +1116,7 @@ impl<T: SessionData> SessionManager<T> {
                 "stateless tokens are ended with destroy(token) or destroy_subject",
             ));
         };
-        let ended = observe(self.inner.backend, "delete", store.delete(id)).await?;
+        let ended = self.call("delete", || store.delete(id)).await?;
         if ended {
             self.inner.events.emit(EventKind::Destroyed, None, Some(id));
         }
@@ -1421,6 +1419,23 @@ impl<T: SessionData> SessionManager<T> {
     /// is checked to read back (see [`Self::encode_checked`]) and, when
     /// sealed, bound to the ID it is stored under.
     /// Returns the ticket the client keeps and the ID the store keeps.
+    /// One store call, run again when the backend aborted it without
+    /// applying anything ([`Error::Aborted`]: a deadlock victim, a
+    /// serialization failure), with jittered backoff, up to the configured
+    /// number of retries. Timeouts and lost connections are not retried
+    /// here: such a call may have been applied.
+    async fn call<R, F, Fut>(&self, op: &'static str, mut call: F) -> Result<R>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R>>,
+    {
+        let backend = self.inner.backend;
+        retry_aborted(self.inner.config.update_retries, || {
+            observe(backend, op, call())
+        })
+        .await
+    }
+
     async fn insert_new(
         &self,
         store: &Arc<dyn SessionStore>,
@@ -1440,7 +1455,7 @@ impl<T: SessionData> SessionManager<T> {
             expires_at,
         };
         for _ in 0..3 {
-            match observe(self.inner.backend, "create", store.create(&record)).await {
+            match self.call("create", || store.create(&record)).await {
                 Ok(()) => return Ok((Ticket(ticket.as_str().to_owned()), record.id)),
                 Err(Error::Conflict) => {
                     ticket = SessionId::try_generate()?;
@@ -1484,7 +1499,7 @@ impl<T: SessionData> SessionManager<T> {
         }
         let kept = records.iter().take(limit).any(|r| r.id == *own);
         for extra in records.iter().skip(limit) {
-            observe(self.inner.backend, "delete", store.delete(&extra.id)).await?;
+            self.call("delete", || store.delete(&extra.id)).await?;
             if extra.id != *own {
                 self.inner
                     .events
@@ -1494,7 +1509,7 @@ impl<T: SessionData> SessionManager<T> {
         if !kept {
             // Refused, or evicted at once by more concurrent logins than
             // the limit; make sure our own record is gone either way.
-            observe(self.inner.backend, "delete", store.delete(own)).await?;
+            self.call("delete", || store.delete(own)).await?;
             return Err(Error::TooManySessions { limit });
         }
         Ok(())
@@ -1547,7 +1562,7 @@ impl<T: SessionData> SessionManager<T> {
             created_at: session.created_at,
             expires_at: session.expires_at,
         };
-        match observe(self.inner.backend, "create", store.create(&record)).await {
+        match self.call("create", || store.create(&record)).await {
             Ok(()) => {}
             // Another request moved it first.
             Err(Error::Conflict) => {
@@ -1558,12 +1573,11 @@ impl<T: SessionData> SessionManager<T> {
             Err(e) => return Err(e),
         }
         let plain = session.id;
-        match observe(
-            self.inner.backend,
-            "compare_and_delete",
-            store.compare_and_delete(&plain, session.version),
-        )
-        .await
+        match self
+            .call("compare_and_delete", || {
+                store.compare_and_delete(&plain, session.version)
+            })
+            .await
         {
             Ok(()) => {
                 self.session_from_record(store, record, now, false, Some(ticket))
@@ -1572,7 +1586,7 @@ impl<T: SessionData> SessionManager<T> {
             Err(e) => {
                 // Changed or ended under its old ID meanwhile: keep that
                 // outcome, take the copy back.
-                let _ = observe(self.inner.backend, "delete", store.delete(&hashed)).await;
+                let _ = self.call("delete", || store.delete(&hashed)).await;
                 if matches!(e, Error::NotFound | Error::Conflict) {
                     return Ok(None);
                 }
@@ -1761,6 +1775,26 @@ fn json_len(value: &serde_json::Value) -> Result<usize> {
 }
 
 /// Full-jitter exponential backoff: up to 1 ms × 2^attempt, capped at 100 ms.
+/// Runs `call` again, after a jittered backoff, while the backend reports
+/// that it rolled the call back without applying it ([`Error::Aborted`]),
+/// at most `retries` more times.
+pub(crate) async fn retry_aborted<R, F, Fut>(retries: u32, mut call: F) -> Result<R>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(Error::Aborted(_)) if attempt < retries => {
+                backoff(attempt).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 async fn backoff(attempt: u32) {
     let cap_us = (1_000u64 << attempt.min(7)).min(100_000);
     let wait = rand::rng().random_range(0..=cap_us);

@@ -125,8 +125,11 @@
 //! the primary key, while one that found the row by its key locks them the
 //! other way round: deadlocks under ordinary contention.) Statements over
 //! many rows (`delete_subject`, `delete_expired`) can still be chosen as a
-//! deadlock victim by InnoDB; that is [`Error::Aborted`] (below), which
-//! `delete_subject` retries itself (above).
+//! deadlock victim by InnoDB, and so can a row insert that waits on the
+//! gap lock of a concurrent `delete_subject` (a login racing a
+//! log-out-everywhere of the same user); that is [`Error::Aborted`]
+//! (below), which `delete_subject` retries itself (above) and the session
+//! manager retries for every call.
 //!
 //! ## Enumerating sessions (`scan`)
 //!
@@ -179,7 +182,7 @@
 //!
 //! | error | when | transient |
 //! |-------|------|-----------|
-//! | [`Error::Aborted`] | the server rolled the statement back and nothing was applied: deadlock victim (MySQL 1213, PostgreSQL `40P01`), serialization failure (`40001`), lock wait timeout (MySQL 1205, PostgreSQL `55P03`), SQLite `SQLITE_BUSY_SNAPSHOT` | yes; `SessionManager::update` retries it (and `delete_subject` its own statement) |
+//! | [`Error::Aborted`] | the server rolled the statement back and nothing was applied: deadlock victim (MySQL 1213, PostgreSQL `40P01`), serialization failure (`40001`), lock wait timeout (MySQL 1205, PostgreSQL `55P03`), SQLite `SQLITE_BUSY_SNAPSHOT` | yes; the session manager runs the call again (up to its retry limit), and `delete_subject` retries its own statement |
 //! | [`Error::Timeout`] | the call timeout passed (`Some(call timeout)`); the server cancelled the statement at its statement timeout, or SQLite's busy timeout passed (`Some(limit)` when the store knows it: the statement timeout it applied, SQLite's busy timeout read from the connection; `None` for a limit set on the server) | yes; a write may have been applied |
 //! | [`Error::Backend`] `{ transient: true }` | connection lost or reset, IO error, server shutting down or killing the connection, too many connections, pool exhausted (acquire timeout) | yes; a write may have been applied |
 //! | [`Error::Backend`] `{ transient: false }` | a closed pool ([`SqlStore::close`]), TLS or configuration errors, SQL or schema errors, permissions | no: the same call fails again |

@@ -261,6 +261,23 @@ async fn loads(store: &Arc<dyn SessionStore>, id: &SessionId) -> bool {
     store.load_fresh(id).await.expect("load").is_some()
 }
 
+/// Runs a racing store call to its outcome: a call the backend rolled back
+/// without applying it ([`Error::Aborted`], which the contract allows under
+/// contention, as an InnoDB deadlock victim) is run again, as the manager
+/// does.
+async fn applied<R, Fut>(mut call: impl FnMut() -> Fut) -> Result<R>
+where
+    Fut: std::future::Future<Output = Result<R>>,
+{
+    for _ in 0..100 {
+        match call().await {
+            Err(Error::Aborted(_)) => tokio::task::yield_now().await,
+            result => return result,
+        }
+    }
+    call().await
+}
+
 fn lost_rotation(result: &Result<()>) -> bool {
     matches!(result, Err(Error::NotFound | Error::Conflict))
 }
@@ -676,7 +693,7 @@ pub async fn create_vs_delete_subject_index_agrees(store: Arc<dyn SessionStore>)
             let (store, barrier, new) = (Arc::clone(&store), Arc::clone(&barrier), new.clone());
             async move {
                 barrier.wait().await;
-                store.create(&new).await
+                applied(|| store.create(&new)).await
             }
         });
         let delete = tokio::spawn({
@@ -684,7 +701,7 @@ pub async fn create_vs_delete_subject_index_agrees(store: Arc<dyn SessionStore>)
                 (Arc::clone(&store), Arc::clone(&barrier), subject.clone());
             async move {
                 barrier.wait().await;
-                store.delete_subject(&subject).await
+                applied(|| store.delete_subject(&subject)).await
             }
         });
         create
@@ -745,7 +762,7 @@ pub async fn concurrent_compare_and_delete_one_wins(store: Arc<dyn SessionStore>
             let (store, barrier, id) = (Arc::clone(&store), Arc::clone(&barrier), record.id);
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                store.compare_and_delete(&id, 1).await
+                applied(|| store.compare_and_delete(&id, 1)).await
             }));
         }
         let mut wins = 0;
