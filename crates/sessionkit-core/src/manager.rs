@@ -848,20 +848,19 @@ impl<T: SessionData> SessionManager<T> {
                     expires_at: self.deadline(now, session.created_at),
                 };
                 let subject_changed = session.subject != session.issued_subject;
-                session.version =
-                    match self.call("save", || store.save(&record)).await {
-                        Ok(version) => version,
-                        Err(e) => {
-                            if e.is_conflict() {
-                                self.inner.events.emit(
-                                    EventKind::Conflict,
-                                    session.subject(),
-                                    Some(&session.id),
-                                );
-                            }
-                            return Err(e);
+                session.version = match self.call("save", || store.save(&record)).await {
+                    Ok(version) => version,
+                    Err(e) => {
+                        if e.is_conflict() {
+                            self.inner.events.emit(
+                                EventKind::Conflict,
+                                session.subject(),
+                                Some(&session.id),
+                            );
                         }
-                    };
+                        return Err(e);
+                    }
+                };
                 session.expires_at = record.expires_at;
                 session.issued_subject.clone_from(&session.subject);
                 if subject_changed && let Some(subject) = &session.subject {
