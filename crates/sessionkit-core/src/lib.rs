@@ -106,6 +106,7 @@ pub mod migrate;
 mod record;
 mod revocation;
 mod store;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 mod timestamp;
 mod token;

@@ -1,4 +1,5 @@
-//! A minimal reference store for examples and tests of this crate.
+//! A minimal reference store for examples and tests (feature `test-util`,
+//! off by default; a dev-dependency feature, never for production).
 //!
 //! [`VecStore`] keeps records in a mutex-protected map and implements the
 //! [`SessionStore`] contract in the most direct way possible. It is neither
