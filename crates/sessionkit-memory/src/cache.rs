@@ -60,6 +60,9 @@ pub const CACHE_DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Default for [`CachedStoreBuilder::publish_timeout`]: 1 second.
 pub const CACHE_DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The shortest `max_staleness` and `publish_timeout` accepted.
+const MIN_DURATION: Duration = Duration::from_millis(1);
+
 /// Number of per-ID generation slots (a power of two).
 const ID_SLOTS: usize = 1 << 14;
 /// Number of per-subject generation slots (a power of two).
@@ -701,7 +704,7 @@ impl<S: SessionStore> CachedStoreBuilder<S> {
     /// The longest any entry is kept after the backend observation it comes
     /// from (default [`CACHE_DEFAULT_MAX_STALENESS`]). This bounds how stale a
     /// read can be when invalidation messages are lost or not used at all.
-    /// Must be non-zero.
+    /// At least 1 ms.
     pub fn max_staleness(mut self, max_staleness: Duration) -> Self {
         self.max_staleness = max_staleness;
         self
@@ -709,7 +712,7 @@ impl<S: SessionStore> CachedStoreBuilder<S> {
 
     /// The capacity of the cache, in bytes of payload, subject and a fixed
     /// per-entry overhead (default [`CACHE_DEFAULT_MAX_BYTES`]). Least useful
-    /// entries are evicted beyond it. Must be non-zero.
+    /// entries are evicted beyond it. At least 1.
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
         self
@@ -734,6 +737,7 @@ impl<S: SessionStore> CachedStoreBuilder<S> {
 
     /// How long a write waits for its invalidation to be published before
     /// counting a publish failure (default [`CACHE_DEFAULT_PUBLISH_TIMEOUT`]).
+    /// At least 1 ms.
     pub fn publish_timeout(mut self, timeout: Duration) -> Self {
         self.publish_timeout = timeout;
         self
@@ -744,14 +748,32 @@ impl<S: SessionStore> CachedStoreBuilder<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a zero `max_staleness` or `max_bytes`, or when a
-    /// channel is configured outside a Tokio runtime.
+    /// [`Error::Config`], naming the setting and the value given, when
+    /// `max_staleness` or `publish_timeout` is shorter than 1 ms or
+    /// `max_bytes` is 0; or when a channel is configured outside a Tokio
+    /// runtime.
     pub fn build(self) -> Result<CachedStore<S>> {
-        if self.max_staleness.is_zero() {
-            return Err(Error::Config("max_staleness must be non-zero".into()));
+        let invalid = |setting: &str, rule: &str, got: &dyn std::fmt::Debug| {
+            Error::Config(format!(
+                "CachedStore: {setting} must be {rule} (got {got:?})"
+            ))
+        };
+        if self.max_staleness < MIN_DURATION {
+            return Err(invalid(
+                "max_staleness",
+                "at least 1ms",
+                &self.max_staleness,
+            ));
         }
         if self.max_bytes == 0 {
-            return Err(Error::Config("max_bytes must be non-zero".into()));
+            return Err(invalid("max_bytes", "at least 1", &self.max_bytes));
+        }
+        if self.publish_timeout < MIN_DURATION {
+            return Err(invalid(
+                "publish_timeout",
+                "at least 1ms",
+                &self.publish_timeout,
+            ));
         }
         let runtime = match &self.channel {
             Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| {

@@ -1,25 +1,109 @@
-//! In-process storage for sessionkit: [`MemoryStore`], a bounded session
-//! store in this process's memory that can survive a restart through
-//! snapshots, and [`CachedStore`], a coherent read-through /
-//! write-through cache in front of any other store.
+//! In-process storage for sessionkit.
+//!
+//! - [`MemoryStore`]: a [`SessionStore`](sessionkit_core::SessionStore)
+//!   that keeps sessions in this process's memory, in sharded hash maps,
+//!   bounded by a number of entries and a number of bytes (least recently
+//!   used evicted first), with per-record expiry, compare-and-swap saves,
+//!   an exact subject index (`list_subject`, `delete_subject`) and optional
+//!   snapshots to a file, to survive a graceful restart.
+//! - [`CachedStore`]: a read-through / write-through cache of records in
+//!   front of any other store (SQL, Redis, another `MemoryStore`), itself a
+//!   `SessionStore`. It is kept coherent across application instances by an
+//!   [`InvalidationChannel`](sessionkit_core::InvalidationChannel), never
+//!   lets one instance's reads of a session go back in time, answers
+//!   [`load_fresh`](sessionkit_core::SessionStore::load_fresh) from the
+//!   backend for security decisions, and bounds how stale a copy can be
+//!   when messages are lost (`max_staleness`).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> sessionkit_core::Result<()> {
 //! use std::time::Duration;
 //! use sessionkit_core::{Record, SessionId, SessionStore, Timestamp};
-//! use sessionkit_memory::MemoryStore;
+//! use sessionkit_memory::{CachedStore, MemoryStore};
 //!
+//! // At most 200,000 sessions and about 512 MiB. A setting out of range
+//! // is an error (`Error::Config`), never adjusted.
 //! let store = MemoryStore::builder()
 //!     .max_entries(200_000)
 //!     .max_bytes(512 * 1024 * 1024)
-//!     .build();
+//!     .build()?;
+//! assert!(MemoryStore::builder().shards(3).build().is_err());
+//!
 //! let now = Timestamp::now();
-//! let record = Record::new(SessionId::generate(), Some("alice".into()), b"{}".to_vec(), now, now + Duration::from_secs(3600));
+//! let mut record = Record::new(SessionId::generate(), Some("alice".into()), b"{}".to_vec(), now, now + Duration::from_secs(3600));
 //! store.create(&record).await?;
-//! assert_eq!(store.load(&record.id).await?, Some(record));
+//! assert_eq!(store.load(&record.id).await?, Some(record.clone()));
+//!
+//! // A cache in front of a store; here the `MemoryStore` stands in for a
+//! // shared SQL or Redis store, and there is no invalidation channel.
+//! let cached = CachedStore::builder(store.clone())
+//!     .max_staleness(Duration::from_secs(60))
+//!     .build()?;
+//! assert_eq!(cached.load(&record.id).await?.unwrap().version, 1); // now cached
+//!
+//! // A change the cache does not hear about (another instance, no channel)...
+//! record.version = store.save(&record).await?;
+//! // ...is not seen by cached reads, for at most `max_staleness`,
+//! assert_eq!(cached.load(&record.id).await?.unwrap().version, 1);
+//! // but `load_fresh` always asks the backend, and reads never go back.
+//! assert_eq!(cached.load_fresh(&record.id).await?.unwrap().version, 2);
+//! assert_eq!(cached.load(&record.id).await?.unwrap().version, 2);
 //! # Ok(()) }
 //! ```
+//!
+//! # Which one, and what to keep in mind
+//!
+//! | | `MemoryStore` | `CachedStore<S>` |
+//! |---|---|---|
+//! | source of truth | itself | the store `S` behind it |
+//! | shared between processes | no | through `S`; the cache is per process, coherent through the channel |
+//! | survives a restart | only through a snapshot | yes, if `S` does (the cache starts empty) |
+//! | a read costs | a map lookup under a shard lock | a map lookup when cached; a round trip to `S` otherwise |
+//! | use it for | development, tests, one-instance deployments | taking the round trip off repeated reads of a shared store |
+//!
+//! Caveats, all of them consequences of keeping data in one process:
+//!
+//! - **Memory only.** A `MemoryStore` loses every session when the process
+//!   ends, unless it was snapshotted ([`MemoryStore::snapshot_to`]) and is
+//!   restored on start; a crash loses what changed since the last snapshot.
+//!   Users whose sessions were lost are logged out.
+//! - **Per process.** Two processes with a `MemoryStore` each do not share
+//!   sessions: behind a load balancer, a user logged in on one instance is
+//!   a stranger to the others. Use a shared store (SQL, Redis) as soon as
+//!   there is more than one instance, and a `CachedStore` in front of it if
+//!   its round trips matter.
+//! - **Bounded means evicting.** A full `MemoryStore` evicts the least
+//!   recently used sessions, and to its owner an evicted session looks
+//!   logged out: size `max_entries` and `max_bytes` for the peak.
+//! - **A cache serves copies.** A `CachedStore` may serve a copy that
+//!   another instance has already changed or ended, until that instance's
+//!   invalidation message arrives, and for up to `max_staleness` if it is
+//!   lost or there is no channel. Decisions that must not act on an ended
+//!   session (privileged actions, password or e-mail changes, payments) use
+//!   `load_fresh`.
+//! - **The application's clock decides expiry**, as in every sessionkit
+//!   store: keep hosts NTP-synchronised.
+//!
+//! # Configuration
+//!
+//! Both types have one shape: `builder()`, setters that store exactly what
+//! they are given, and `build()`, which checks every setting and returns
+//! [`Error::Config`](sessionkit_core::Error::Config) naming the setting,
+//! the value given and the range allowed (for example "MemoryStore:
+//! max_entries must be at least 1 (got 0)"), rather than rounding or
+//! clamping a value into range: a bound that silently differs from the one
+//! written in the configuration is found out in production.
+//! [`MemoryStore::new`] (the defaults, which are in range) cannot fail.
+//!
+//! | setting | allowed | default |
+//! |---|---|---|
+//! | [`MemoryStoreBuilder::max_entries`] | at least 1 | [`DEFAULT_MAX_ENTRIES`] |
+//! | [`MemoryStoreBuilder::max_bytes`] | at least 1 | [`DEFAULT_MAX_BYTES`] |
+//! | [`MemoryStoreBuilder::shards`] | a power of two from 1 to [`MAX_SHARDS`] | one per 128 of `max_entries`, rounded up to a power of two, at most [`MAX_SHARDS`] |
+//! | [`CachedStoreBuilder::max_staleness`] | at least 1 ms | [`CACHE_DEFAULT_MAX_STALENESS`] |
+//! | [`CachedStoreBuilder::max_bytes`] | at least 1 | [`CACHE_DEFAULT_MAX_BYTES`] |
+//! | [`CachedStoreBuilder::publish_timeout`] | at least 1 ms | [`CACHE_DEFAULT_PUBLISH_TIMEOUT`] |
 //!
 //! # Design of `MemoryStore`
 //!
@@ -151,14 +235,82 @@
 //! checksum detects corruption, not tampering: whoever can write the file
 //! can plant sessions in it. One writer per path.
 //!
-//! # `CachedStore`
+//! # Design of `CachedStore`
 //!
-//! A cache of records in front of any store, kept coherent across
-//! instances by an invalidation channel: see [`CachedStore`] for its
-//! guarantees and `cache.rs` for how they are kept. It uses
-//! [moka](https://docs.rs/moka), whose admission and expiry policies suit a
-//! cache; a cache miss costs a backend round trip, which dwarfs moka's
-//! overhead.
+//! ## Why a cache, and why this one
+//!
+//! A shared store keeps instances interchangeable at the price of a round
+//! trip on every request, and most requests only read their session. The
+//! cache takes that round trip off repeated reads while the backend stays
+//! the one truth: the cache only ever holds what the backend returned to a
+//! load or acknowledged for a write, and it never decides anything the
+//! backend should (compare-and-swap stays the backend's: a save based on a
+//! stale copy gets the backend's `Conflict`, and the ID is evicted).
+//!
+//! ## What it does
+//!
+//! - **Reads** go through the cache: a miss loads from the backend and
+//!   keeps the answer, including "absent" (so a flood of unknown IDs costs
+//!   one backend read per ID), and concurrent misses for one ID wait for a
+//!   single backend load.
+//! - **Writes** go to the backend first; only the state it acknowledged
+//!   (with the version it returned) is put into the cache. A failed,
+//!   timed-out or cancelled write evicts the ID instead. `list_subject` and
+//!   `delete_expired` go straight to the backend.
+//! - **Invalidation across instances**: with a
+//!   [`channel`](CachedStoreBuilder::channel), every write publishes a
+//!   message and a background task evicts what other instances publish. A
+//!   lost subscription clears the cache and
+//!   [`is_subscribed`](CachedStore::is_subscribed) says so. A publish that
+//!   fails is logged and counted ([`CacheStats::publish_failures`]), not
+//!   returned: the write itself succeeded, and failing it would invite a
+//!   retry of a write that already happened.
+//! - **Staleness bound**: every entry is dropped at the latest
+//!   `max_staleness` after the backend observation it comes from, and when
+//!   the record expires. That is the bound on how stale a read can be when
+//!   messages are lost or there is no channel; with a working channel, it
+//!   is the message latency.
+//! - **Monotonic reads per instance**: once an instance has returned a
+//!   state of a session (a load, a `load_fresh`, the acknowledgment of its
+//!   own write), every read of it that begins afterwards returns that state
+//!   or a newer one ("absent" included: a late read never resurrects a
+//!   logged-out session).
+//! - **`load_fresh`** always asks the backend, never the cache nor a load
+//!   in flight, and refreshes the cache with the answer.
+//! - **Degraded reads** (off by default,
+//!   [`degraded_reads`](CachedStoreBuilder::degraded_reads)): when the
+//!   backend fails with a transient error, a load may answer with a cached
+//!   copy, marked [`Freshness::Degraded`] by
+//!   [`load_with_status`](CachedStore::load_with_status).
+//!
+//! ## How it is kept
+//!
+//! The hard race is a slow load overtaken by a change: the load reads
+//! version 1, a write stores version 2 and evicts the ID, and only then
+//! does the load put version 1 into the cache. The cache keeps a logical
+//! clock and per-ID, per-subject and global generations (fixed arrays of
+//! slots, so bounded memory); every change advances the generations it
+//! touches, every entry is stamped with the clock read before its backend
+//! read began, and an entry is served only while nothing it depends on has
+//! moved past its stamp. Two backend reads of one ID that overlap on one
+//! instance (a `load_fresh` next to a cached load) are registered, and the
+//! one that completes while the other runs overtakes it, so an older answer
+//! is neither cached nor returned. `cache.rs` has the details. The entries
+//! live in [moka](https://docs.rs/moka), whose size-aware eviction and
+//! per-entry expiry suit a cache; its per-operation cost, which made
+//! `MemoryStore` drop it (above), is dwarfed here by the backend round trip
+//! a miss costs.
+//!
+//! ## Trade-offs
+//!
+//! - Coherence across instances is as good as the channel: until a message
+//!   arrives (milliseconds), or for up to `max_staleness` when it is lost,
+//!   an instance may serve its older copy. A shorter `max_staleness` bounds
+//!   that better and costs more backend reads.
+//! - Each instance holds its own copy of the sessions it served, up to
+//!   `max_bytes` (payload, subject and a fixed overhead per entry).
+//! - Writes cost what they cost on the backend plus a publish; the cache
+//!   speeds up reads only.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

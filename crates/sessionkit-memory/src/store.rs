@@ -164,7 +164,8 @@ pub(crate) struct Inner {
     pub(crate) snapshot_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Configures a [`MemoryStore`].
+/// Configures a [`MemoryStore`]: the setters store what they are given,
+/// and [`build`](Self::build) checks it.
 ///
 /// ```
 /// use sessionkit_memory::MemoryStore;
@@ -172,8 +173,13 @@ pub(crate) struct Inner {
 /// let store = MemoryStore::builder()
 ///     .max_entries(10_000)
 ///     .max_bytes(64 * 1024 * 1024)
-///     .build();
+///     .build()?;
 /// assert_eq!(store.max_entries(), 10_000);
+///
+/// // Out-of-range settings are refused, not adjusted.
+/// assert!(MemoryStore::builder().max_entries(0).build().is_err());
+/// assert!(MemoryStore::builder().shards(3).build().is_err());
+/// # Ok::<(), sessionkit_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemoryStoreBuilder {
@@ -192,11 +198,16 @@ impl Default for MemoryStoreBuilder {
     }
 }
 
+/// The error for a setting out of its range.
+fn invalid(setting: &str, rule: &str, got: impl fmt::Display) -> Error {
+    Error::Config(format!("MemoryStore: {setting} must be {rule} (got {got})"))
+}
+
 impl MemoryStoreBuilder {
-    /// The most records kept at once (at least 1). Default
+    /// The most records kept at once; at least 1. Default
     /// [`DEFAULT_MAX_ENTRIES`].
     pub fn max_entries(mut self, max_entries: u64) -> Self {
-        self.max_entries = max_entries.max(1);
+        self.max_entries = max_entries;
         self
     }
 
@@ -206,25 +217,53 @@ impl MemoryStoreBuilder {
     }
 
     /// About how many bytes of payload and subject (plus a fixed per-record
-    /// overhead) are kept at once (at least 1). Default
-    /// [`DEFAULT_MAX_BYTES`].
+    /// overhead of 160 bytes) are kept at once; at least 1. Default
+    /// [`DEFAULT_MAX_BYTES`]. A record heavier than this is refused with
+    /// [`Error::TooLarge`].
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
-        self.max_bytes = max_bytes.max(1);
+        self.max_bytes = max_bytes;
         self
     }
 
-    /// The number of shards (rounded up to a power of two, 1 to
-    /// [`MAX_SHARDS`]). Default: one per 128 of `max_entries`, at most
-    /// [`MAX_SHARDS`]. More shards let more threads write at once; with one
-    /// shard the eviction order is exactly least recently used.
+    /// The number of shards: a power of two from 1 to [`MAX_SHARDS`].
+    /// Default: one per 128 of `max_entries` (rounded up to a power of
+    /// two), at most [`MAX_SHARDS`]. More shards let more threads write at
+    /// once; with one shard the eviction order is exactly least recently
+    /// used.
     pub fn shards(mut self, shards: usize) -> Self {
-        self.shards = Some(shards.clamp(1, MAX_SHARDS).next_power_of_two());
+        self.shards = Some(shards);
         self
     }
 
-    /// Builds the store (empty; see
+    /// Checks the settings and builds the store (empty; see
     /// [`MemoryStore::restore_from`] to load a snapshot).
-    pub fn build(self) -> MemoryStore {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the setting, when `max_entries` or
+    /// `max_bytes` is 0, or `shards` is not a power of two from 1 to
+    /// [`MAX_SHARDS`].
+    pub fn build(self) -> Result<MemoryStore> {
+        if self.max_entries == 0 {
+            return Err(invalid("max_entries", "at least 1", self.max_entries));
+        }
+        if self.max_bytes == 0 {
+            return Err(invalid("max_bytes", "at least 1", self.max_bytes));
+        }
+        if let Some(shards) = self.shards
+            && !(shards.is_power_of_two() && shards <= MAX_SHARDS)
+        {
+            return Err(invalid(
+                "shards",
+                &format!("a power of two from 1 to {MAX_SHARDS}"),
+                shards,
+            ));
+        }
+        Ok(self.assemble())
+    }
+
+    /// Builds the store from checked settings.
+    fn assemble(self) -> MemoryStore {
         let max_entries = self.max_entries;
         // One weight scale for both bounds: each entry weighs at least
         // `unit`, so `capacity / unit <= max_entries` entries fit (exactly
@@ -513,7 +552,8 @@ impl MemoryStore {
     /// assert_eq!(store.entry_count(), 0);
     /// ```
     pub fn new() -> Self {
-        MemoryStoreBuilder::default().build()
+        // The defaults are in range.
+        MemoryStoreBuilder::default().assemble()
     }
 
     /// A builder to choose the bounds.
@@ -1062,7 +1102,7 @@ mod tests {
 
     #[tokio::test]
     async fn entry_bound_is_enforced() {
-        let store = MemoryStore::builder().max_entries(50).build();
+        let store = MemoryStore::builder().max_entries(50).build().unwrap();
         let mut all = Vec::new();
         for i in 0..500 {
             let r = record(Some("bounded"), vec![i as u8; 10], HOUR);
@@ -1083,7 +1123,7 @@ mod tests {
 
     #[tokio::test]
     async fn eviction_takes_the_least_recently_used() {
-        let store = MemoryStore::builder().max_entries(3).build();
+        let store = MemoryStore::builder().max_entries(3).build().unwrap();
         let rs: Vec<Record> = (0..3).map(|_| record(None, vec![1], HOUR)).collect();
         for r in &rs {
             store.create(r).await.unwrap();
@@ -1099,7 +1139,11 @@ mod tests {
 
     #[tokio::test]
     async fn bound_holds_across_many_shards() {
-        let store = MemoryStore::builder().max_entries(100).shards(64).build();
+        let store = MemoryStore::builder()
+            .max_entries(100)
+            .shards(64)
+            .build()
+            .unwrap();
         for _ in 0..2_000 {
             store
                 .create(&record(Some("s"), vec![3; 8], HOUR))
@@ -1116,7 +1160,8 @@ mod tests {
         let store = MemoryStore::builder()
             .max_entries(1_000)
             .max_bytes(100 * 1024)
-            .build();
+            .build()
+            .unwrap();
         for _ in 0..100 {
             store
                 .create(&record(None, vec![7; 4096], HOUR))
@@ -1188,7 +1233,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_purge_expired_records_at_the_lru_end() {
-        let store = MemoryStore::builder().shards(1).build();
+        let store = MemoryStore::builder().shards(1).build().unwrap();
         for _ in 0..10 {
             store
                 .create(&record(None, vec![1], Duration::from_millis(20)))
@@ -1206,7 +1251,7 @@ mod tests {
 
     #[tokio::test]
     async fn compaction_gives_memory_back() {
-        let store = MemoryStore::builder().shards(1).build();
+        let store = MemoryStore::builder().shards(1).build().unwrap();
         let rs: Vec<Record> = (0..1_000).map(|_| record(None, vec![1], HOUR)).collect();
         for r in &rs {
             store.create(r).await.unwrap();
@@ -1358,7 +1403,11 @@ mod tests {
         // Many tasks create, save, load, delete and evict in a small store
         // with several shards; afterwards map, slab, LRU list, weight and
         // subject index must still agree.
-        let store = MemoryStore::builder().max_entries(200).shards(8).build();
+        let store = MemoryStore::builder()
+            .max_entries(200)
+            .shards(8)
+            .build()
+            .unwrap();
         let mut tasks = Vec::new();
         for t in 0..8 {
             let store = store.clone();
@@ -1398,5 +1447,71 @@ mod tests {
         }
         assert_eq!(listed as u64, store.entry_count());
         assert_eq!(index_len(&store) as u64, store.entry_count());
+    }
+
+    fn config_error(builder: MemoryStoreBuilder) -> String {
+        match builder.build() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_not_adjusted() {
+        assert_eq!(
+            config_error(MemoryStore::builder().max_entries(0)),
+            "MemoryStore: max_entries must be at least 1 (got 0)"
+        );
+        assert_eq!(
+            config_error(MemoryStore::builder().max_capacity(0)),
+            "MemoryStore: max_entries must be at least 1 (got 0)"
+        );
+        assert_eq!(
+            config_error(MemoryStore::builder().max_bytes(0)),
+            "MemoryStore: max_bytes must be at least 1 (got 0)"
+        );
+        for shards in [0, 3, 6, 65, 96, 128, usize::MAX] {
+            assert_eq!(
+                config_error(MemoryStore::builder().shards(shards)),
+                format!("MemoryStore: shards must be a power of two from 1 to 64 (got {shards})")
+            );
+        }
+        // The Display form names the setting too.
+        let err = MemoryStore::builder().max_entries(0).build().unwrap_err();
+        assert!(err.to_string().contains("max_entries"), "{err}");
+    }
+
+    #[test]
+    fn boundary_settings_are_kept_as_given() {
+        let store = MemoryStore::builder()
+            .max_entries(1)
+            .max_bytes(1)
+            .shards(1)
+            .build()
+            .unwrap();
+        assert_eq!(store.max_entries(), 1);
+        assert_eq!(store.inner.shards.len(), 1);
+        assert_eq!(store.inner.capacity, 1);
+        for shards in [1, 2, 4, 8, 16, 32, MAX_SHARDS] {
+            let store = MemoryStore::builder().shards(shards).build().unwrap();
+            assert_eq!(store.inner.shards.len(), shards);
+        }
+        let store = MemoryStore::builder()
+            .max_entries(u64::MAX)
+            .max_bytes(u64::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(store.max_entries(), u64::MAX);
+        assert_eq!(store.inner.shards.len(), MAX_SHARDS);
+    }
+
+    #[tokio::test]
+    async fn a_one_byte_store_refuses_every_record_loudly() {
+        let store = MemoryStore::builder().max_bytes(1).build().unwrap();
+        let r = record(None, vec![1], HOUR);
+        assert!(matches!(
+            store.create(&r).await,
+            Err(Error::TooLarge { .. })
+        ));
     }
 }

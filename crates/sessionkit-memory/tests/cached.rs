@@ -1273,3 +1273,52 @@ async fn coalesced_callers_get_the_backend_error_variant() {
     }
     println!("{:?}", cache.stats());
 }
+
+// ---------------------------------------------------------------------------
+// Configuration: refused, not adjusted.
+
+fn config_error(result: Result<CachedStore<MemoryStore>>) -> String {
+    match result {
+        Err(Error::Config(message)) => message,
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn out_of_range_settings_are_refused() {
+    let build = || CachedStore::builder(MemoryStore::new());
+    assert_eq!(
+        config_error(build().max_bytes(0).build()),
+        "CachedStore: max_bytes must be at least 1 (got 0)"
+    );
+    assert_eq!(
+        config_error(build().max_staleness(Duration::ZERO).build()),
+        "CachedStore: max_staleness must be at least 1ms (got 0ns)"
+    );
+    assert_eq!(
+        config_error(build().max_staleness(Duration::from_micros(999)).build()),
+        "CachedStore: max_staleness must be at least 1ms (got 999µs)"
+    );
+    assert_eq!(
+        config_error(build().publish_timeout(Duration::ZERO).build()),
+        "CachedStore: publish_timeout must be at least 1ms (got 0ns)"
+    );
+    assert_eq!(
+        config_error(build().publish_timeout(Duration::from_nanos(1)).build()),
+        "CachedStore: publish_timeout must be at least 1ms (got 1ns)"
+    );
+}
+
+#[test]
+fn boundary_settings_are_accepted() {
+    let cache = CachedStore::builder(MemoryStore::new())
+        .max_bytes(1)
+        .max_staleness(Duration::from_millis(1))
+        .publish_timeout(Duration::from_millis(1))
+        .build()
+        .expect("the smallest values in range");
+    assert!(
+        format!("{cache:?}").contains("max_staleness: 1ms"),
+        "{cache:?}"
+    );
+}

@@ -18,7 +18,8 @@ mod bounded {
             MemoryStore::builder()
                 .max_entries(10_000)
                 .max_bytes(8 * 1024 * 1024)
-                .build(),
+                .build()
+                .expect("valid bounds"),
         )
     }
 

@@ -367,7 +367,7 @@ async fn a_smaller_store_keeps_the_most_recently_active() {
         all.push(r);
     }
     store.snapshot_to(&path).await.unwrap();
-    let small = MemoryStore::builder().max_entries(10).build();
+    let small = MemoryStore::builder().max_entries(10).build().unwrap();
     small.restore_from(&path).await.unwrap();
     assert_eq!(small.entry_count(), 10);
     for r in &all[90..] {

@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 
 use crate::config::RedisConfig;
 use crate::conn::{bounded, connection_lost, map_err};
-use crate::keys::Keys;
 use crate::store::manager_config;
 
 /// How many events a subscriber may have queued before the channel replaces
@@ -88,9 +87,11 @@ impl std::fmt::Debug for RedisInvalidationChannel {
 }
 
 impl RedisInvalidationChannel {
-    /// Connects the publishing side to `url` (`redis://host:port`).
+    /// Connects the publishing side to `url` (`redis://host:port`). Fails
+    /// with [`Error::Config`] if a setting of `config` is out of range (see
+    /// [`RedisConfig`]), before connecting.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self> {
-        let keys = Keys::new(&config.prefix)?;
+        let keys = config.validate()?;
         let client = redis::Client::open(url)
             .map_err(|e| Error::Config(format!("invalid redis url: {e}")))?;
         let bound = config.connect_timeout + config.command_timeout;

@@ -2,19 +2,45 @@
 
 use std::time::Duration;
 
+use sessionkit_core::{Error, Result};
+
+use crate::keys::Keys;
+
 /// How a [`RedisStore`](crate::RedisStore) or
 /// [`RedisInvalidationChannel`](crate::RedisInvalidationChannel) talks to
 /// Redis.
 ///
-/// ```
+/// The setters store what they are given; the constructors that take a
+/// config ([`RedisStore::standalone`](crate::RedisStore::standalone),
+/// [`RedisStore::from_connection_manager`](crate::RedisStore::from_connection_manager),
+/// [`RedisInvalidationChannel::connect`](crate::RedisInvalidationChannel::connect),
+/// the cluster ones) check it before connecting and fail with
+/// [`Error::Config`] naming the setting, the value given and the range
+/// allowed. Nothing is rounded or clamped into range.
+///
+/// | setting | allowed |
+/// |---|---|
+/// | [`prefix`](Self::prefix) | 1 to 64 characters of `A–Z a–z 0–9 - _ . : /` |
+/// | [`command_timeout`](Self::command_timeout), [`connect_timeout`](Self::connect_timeout), [`ping_interval`](Self::ping_interval) | at least 1 ms |
+///
+/// The settings in use are read from what was built:
+/// [`RedisStore::prefix`](crate::RedisStore::prefix),
+/// [`RedisStore::command_timeout`](crate::RedisStore::command_timeout),
+/// [`RedisInvalidationChannel::channel_name`](crate::RedisInvalidationChannel::channel_name).
+///
+/// ```no_run
+/// # async fn run() -> sessionkit_core::Result<()> {
 /// use std::time::Duration;
-/// use sessionkit_redis::RedisConfig;
+/// use sessionkit_redis::{RedisConfig, RedisStore};
 ///
 /// let config = RedisConfig::new()
 ///     .prefix("myapp:sessions")
 ///     .command_timeout(Duration::from_millis(500))
 ///     .connect_timeout(Duration::from_secs(1));
-/// assert_eq!(config.get_prefix(), "myapp:sessions");
+/// let store = RedisStore::standalone("redis://127.0.0.1:6379", config).await?;
+/// assert_eq!(store.prefix(), "myapp:sessions");
+/// assert_eq!(store.command_timeout(), Duration::from_millis(500));
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -54,7 +80,7 @@ impl RedisConfig {
 
     /// The prefix of every key (and of the pub/sub channel): 1 to 64
     /// characters of `A–Z a–z 0–9 - _ . : /`. Checked when connecting
-    /// ([`Error::Config`](sessionkit_core::Error::Config) otherwise).
+    /// ([`Error::Config`] otherwise).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -62,13 +88,14 @@ impl RedisConfig {
 
     /// The upper bound of one store call (all the commands it sends,
     /// including waiting for a reconnection). Past it the call fails with
-    /// [`Error::Timeout`](sessionkit_core::Error::Timeout).
+    /// [`Error::Timeout`]. At least 1 ms (default 2 s).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
     }
 
-    /// The upper bound of one connection attempt.
+    /// The upper bound of one connection attempt. At least 1 ms (default
+    /// 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -85,7 +112,8 @@ impl RedisConfig {
     }
 
     /// How often the invalidation channel's subscriber pings its pub/sub
-    /// connection to notice a dead or hung server.
+    /// connection to notice a dead or hung server. At least 1 ms (default
+    /// 1 s).
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval;
         self
@@ -115,13 +143,86 @@ impl RedisConfig {
         self
     }
 
-    /// The configured key prefix.
-    pub fn get_prefix(&self) -> &str {
-        &self.prefix
+    /// Checks every setting and returns the key names they give. Every
+    /// constructor that takes a config calls it first.
+    pub(crate) fn validate(&self) -> Result<Keys> {
+        for (setting, value) in [
+            ("command_timeout", self.command_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("ping_interval", self.ping_interval),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(Error::Config(format!(
+                    "RedisConfig: {setting} must be at least 1ms (got {value:?})"
+                )));
+            }
+        }
+        Keys::new(&self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_error(config: RedisConfig) -> String {
+        match config.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
     }
 
-    /// The configured command timeout.
-    pub fn get_command_timeout(&self) -> std::time::Duration {
-        self.command_timeout
+    #[test]
+    fn out_of_range_settings_are_refused() {
+        for t in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(999),
+        ] {
+            let c = RedisConfig::new;
+            for (setting, config) in [
+                ("command_timeout", c().command_timeout(t)),
+                ("connect_timeout", c().connect_timeout(t)),
+                ("ping_interval", c().ping_interval(t)),
+            ] {
+                assert_eq!(
+                    config_error(config),
+                    format!("RedisConfig: {setting} must be at least 1ms (got {t:?})")
+                );
+            }
+        }
+        assert_eq!(
+            config_error(RedisConfig::new().prefix("a{b}")),
+            "RedisConfig: prefix must be 1 to 64 characters of A-Z a-z 0-9 - _ . : / (got \"a{b}\")"
+        );
+        assert!(config_error(RedisConfig::new().prefix("")).contains("(got \"\")"));
+        let long = "x".repeat(crate::MAX_PREFIX_LEN + 1);
+        assert!(config_error(RedisConfig::new().prefix(long)).contains("prefix"));
+    }
+
+    #[test]
+    fn boundary_settings_are_accepted() {
+        let ms = Duration::from_millis(1);
+        let keys = RedisConfig::new()
+            .command_timeout(ms)
+            .connect_timeout(ms)
+            .ping_interval(ms)
+            .prefix("p")
+            .validate()
+            .expect("the smallest values in range");
+        assert_eq!(keys.prefix(), "p");
+        let long = "x".repeat(crate::MAX_PREFIX_LEN);
+        let day = Duration::from_secs(86_400);
+        let keys = RedisConfig::new()
+            .command_timeout(day)
+            .connect_timeout(day)
+            .ping_interval(day)
+            .prefix(long.as_str())
+            .validate()
+            .expect("large values");
+        assert_eq!(keys.prefix(), long);
+        RedisConfig::new()
+            .validate()
+            .expect("the defaults are in range");
     }
 }

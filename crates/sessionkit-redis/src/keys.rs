@@ -20,7 +20,7 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
     {
         return Err(Error::Config(format!(
-            "redis key prefix must be 1 to {MAX_PREFIX_LEN} characters of A-Z a-z 0-9 - _ . : /"
+            "RedisConfig: prefix must be 1 to {MAX_PREFIX_LEN} characters of A-Z a-z 0-9 - _ . : / (got {prefix:?})"
         )));
     }
     Ok(())

@@ -407,9 +407,11 @@ impl RedisStore {
     /// Connects to a standalone server through a
     /// [`ConnectionManager`] (one multiplexed connection that reconnects by
     /// itself). Fails with a transient error or [`Error::Timeout`] if the
-    /// server cannot be reached within the connect timeout.
+    /// server cannot be reached within the connect timeout, and, before
+    /// connecting, with [`Error::Config`] if a setting of `config` is out of
+    /// range (see [`RedisConfig`]; so do the other constructors).
     pub async fn standalone(url: &str, config: RedisConfig) -> Result<Self> {
-        let keys = Keys::new(&config.prefix)?;
+        let keys = config.validate()?;
         let client = redis::Client::open(url)
             .map_err(|e| Error::Config(format!("invalid redis url: {e}")))?;
         let bound = config.connect_timeout + config.command_timeout;
@@ -431,7 +433,7 @@ impl RedisStore {
         manager: ConnectionManager,
         config: RedisConfig,
     ) -> Result<Self> {
-        let keys = Keys::new(&config.prefix)?;
+        let keys = config.validate()?;
         Ok(Self::with_conn(Conn::Standalone(manager), keys, &config))
     }
 
@@ -447,7 +449,7 @@ impl RedisStore {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let keys = Keys::new(&config.prefix)?;
+        let keys = config.validate()?;
         let nodes: Vec<String> = nodes.into_iter().map(|s| s.as_ref().to_owned()).collect();
         if nodes.is_empty() {
             return Err(Error::Config("no redis cluster nodes given".into()));
@@ -488,7 +490,7 @@ impl RedisStore {
         conn: redis::cluster_async::ClusterConnection,
         config: RedisConfig,
     ) -> Result<Self> {
-        let keys = Keys::new(&config.prefix)?;
+        let keys = config.validate()?;
         let shared = ClusterShared::new(
             None,
             conn,
@@ -634,9 +636,14 @@ impl RedisStore {
         });
     }
 
-    /// The key prefix of this store.
+    /// The key prefix of this store ([`RedisConfig::prefix`]).
     pub fn prefix(&self) -> &str {
         self.keys.prefix()
+    }
+
+    /// The upper bound of one store call ([`RedisConfig::command_timeout`]).
+    pub fn command_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The key under which a session is stored (for operations tooling and

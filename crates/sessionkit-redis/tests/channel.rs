@@ -1,4 +1,5 @@
-//! The Redis pub/sub invalidation channel.
+//! The Redis pub/sub invalidation channel, and the configuration checks
+//! that it and the store make before connecting.
 
 mod common;
 
@@ -6,9 +7,9 @@ use std::time::Duration;
 
 use common::{RedisServer, have_redis_binaries, random_prefix, redis_url};
 use sessionkit_core::{
-    ChannelEvent, Invalidation, InvalidationChannel, InvalidationMessage, SessionId,
+    ChannelEvent, Error, Invalidation, InvalidationChannel, InvalidationMessage, SessionId,
 };
-use sessionkit_redis::{RedisConfig, RedisInvalidationChannel, redis};
+use sessionkit_redis::{RedisConfig, RedisInvalidationChannel, RedisStore, redis};
 use tokio::sync::mpsc::Receiver;
 
 async fn next(rx: &mut Receiver<ChannelEvent>, within: Duration) -> ChannelEvent {
@@ -172,4 +173,93 @@ async fn connection_loss_disconnects_then_resubscribes_and_resets() {
         next(&mut rx, Duration::from_secs(5)).await,
         ChannelEvent::Message(m3)
     );
+}
+
+/// Timeouts shorter than a millisecond (a zero ping interval used to panic
+/// the subscription task) are refused by every constructor before it
+/// connects, with a message naming the setting.
+#[tokio::test]
+async fn out_of_range_settings_are_refused_before_connecting() {
+    // Nothing listens there: the settings are checked first.
+    let url = "redis://127.0.0.1:1";
+    let c = || RedisConfig::new().prefix(random_prefix());
+    let cases = [
+        (
+            c().command_timeout(Duration::ZERO),
+            "RedisConfig: command_timeout must be at least 1ms (got 0ns)",
+        ),
+        (
+            c().connect_timeout(Duration::from_micros(999)),
+            "RedisConfig: connect_timeout must be at least 1ms (got 999µs)",
+        ),
+        (
+            c().ping_interval(Duration::ZERO),
+            "RedisConfig: ping_interval must be at least 1ms (got 0ns)",
+        ),
+    ];
+    for (config, expected) in cases {
+        match RedisStore::standalone(url, config.clone()).await {
+            Err(Error::Config(message)) => assert_eq!(message, expected),
+            other => panic!("store, {expected}: {other:?}"),
+        }
+        match RedisInvalidationChannel::connect(url, config).await {
+            Err(Error::Config(message)) => assert_eq!(message, expected),
+            other => panic!("channel, {expected}: {other:?}"),
+        }
+    }
+}
+
+/// The smallest values in range work, and the store reports what it was
+/// built with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundary_settings_are_accepted() {
+    let url = redis_url();
+    let config = RedisConfig::new()
+        .prefix(random_prefix())
+        .ping_interval(Duration::from_millis(1));
+    let channel = match RedisInvalidationChannel::connect(&url, config.clone()).await {
+        Ok(c) => c,
+        Err(err) => {
+            return sessionkit_testkit::skip::<()>(&format!("redis at {url}"), err).unwrap_or(());
+        }
+    };
+    let mut rx = channel.subscribe().await.unwrap();
+    // Pinged every millisecond, the subscription stays up and delivers.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let m = InvalidationMessage {
+        origin: 7,
+        target: Invalidation::Id(SessionId::generate()),
+    };
+    channel.publish(&m).await.unwrap();
+    assert_eq!(
+        next(&mut rx, Duration::from_secs(5)).await,
+        ChannelEvent::Message(m)
+    );
+
+    let store = RedisStore::standalone(
+        &url,
+        config
+            .clone()
+            .command_timeout(Duration::from_millis(1500))
+            .connect_timeout(Duration::from_millis(1)),
+    )
+    .await;
+    // A 1 ms connect timeout is accepted; whether loopback answers within
+    // it depends on the machine, so only a configuration error would fail.
+    if let Err(err) = &store {
+        assert!(!matches!(err, Error::Config(_)), "{err:?}");
+    }
+    let store = RedisStore::standalone(&url, config.command_timeout(Duration::from_millis(1)))
+        .await
+        .map(|s| (s.prefix().to_owned(), s.command_timeout()));
+    match store {
+        Ok((prefix, timeout)) => {
+            assert_eq!(
+                prefix,
+                channel.channel_name().strip_suffix(":invalidate").unwrap()
+            );
+            assert_eq!(timeout, Duration::from_millis(1));
+        }
+        Err(err) => assert!(!matches!(err, Error::Config(_)), "{err:?}"),
+    }
 }

@@ -49,7 +49,7 @@ impl Backend for sqlx::MySql {
 pub(crate) struct Core<DB: Database> {
     pub(crate) pool: Pool<DB>,
     pub(crate) sql: Arc<Sql>,
-    pub(crate) batch_size: u32,
+    pub(crate) batch_size: std::num::NonZeroU32,
     /// The limit the server enforces on one statement (the statement
     /// timeout this crate applied, SQLite's busy timeout), when known:
     /// reported by [`Error::Timeout`] when the server cancels a statement.
@@ -686,7 +686,7 @@ where
         // One instant for the whole purge: rows that expire while it runs
         // are left for the next one, so the loop always ends.
         let now = Timestamp::now().as_millis();
-        let batch = i64::from(self.batch_size.max(1));
+        let batch = i64::from(self.batch_size.get());
         let mut total = 0u64;
         loop {
             let n = on_conn!(self, |conn| {

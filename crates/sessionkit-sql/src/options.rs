@@ -1,5 +1,6 @@
 //! Building a [`SqlStore`]: table, pool and timeout settings.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 #[allow(unused_imports)]
@@ -10,6 +11,19 @@ use crate::{Dialect, SqlStore, dialect::Sql};
 
 /// Settings for a [`SqlStore`], then one of the `connect*` / `with_*_pool`
 /// methods to build it.
+///
+/// The setters store what they are given; building checks it, before
+/// connecting, and fails with [`Error::Config`] naming the setting, the
+/// value given and the range allowed. Nothing is rounded or clamped into
+/// range.
+///
+/// | setting | allowed |
+/// |---|---|
+/// | [`max_connections`](Self::max_connections) | at least 1 |
+/// | [`min_connections`](Self::min_connections) | at most `max_connections` |
+/// | [`acquire_timeout`](Self::acquire_timeout), [`call_timeout`](Self::call_timeout), [`idle_timeout`](Self::idle_timeout), [`statement_timeout`](Self::statement_timeout) | at least 1 ms |
+/// | [`cleanup_batch_size`](Self::cleanup_batch_size) | at least 1 |
+/// | [`table`](Self::table), [`schema`](Self::schema) | [`validate_identifier`](crate::validate_identifier) |
 ///
 /// ```no_run
 /// # #[cfg(feature = "postgres")]
@@ -88,28 +102,29 @@ impl SqlStoreOptions {
         self
     }
 
-    /// Largest number of pooled connections (default 10; forced to 1 for an
-    /// in-memory SQLite database).
+    /// Largest number of pooled connections: at least 1 (default 10;
+    /// forced to 1 for an in-memory SQLite database).
     pub fn max_connections(mut self, n: u32) -> Self {
-        self.max_connections = n.max(1);
+        self.max_connections = n;
         self
     }
 
-    /// Connections kept open even when idle (default 0).
+    /// Connections kept open even when idle: at most `max_connections`
+    /// (default 0).
     pub fn min_connections(mut self, n: u32) -> Self {
         self.min_connections = n;
         self
     }
 
     /// How long a call waits for a free connection before failing with a
-    /// transient backend error (default 5 s).
+    /// transient backend error: at least 1 ms (default 5 s).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
     }
 
-    /// Idle connections above `min_connections` are closed after this long
-    /// (default 10 min; `None` keeps them).
+    /// Idle connections above `min_connections` are closed after this long:
+    /// at least 1 ms (default 10 min; `None` keeps them).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
@@ -120,6 +135,9 @@ impl SqlStoreOptions {
     /// PostgreSQL `statement_timeout`, MariaDB `max_statement_time` (MySQL:
     /// `max_execution_time`, which covers reads only), SQLite busy timeout
     /// (how long to wait for a lock). Not applied to a pool you pass in.
+    ///
+    /// At least 1 ms; the servers count whole milliseconds, so a fraction
+    /// of a millisecond beyond that is dropped (1.9 ms is applied as 1 ms).
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = Some(timeout);
         self
@@ -135,8 +153,9 @@ impl SqlStoreOptions {
     /// it to each batch, not to the whole purge; migrations are not bounded
     /// by it.
     ///
-    /// Always on: a zero duration is rejected when the store is built
-    /// ([`Error::Config`]); for no practical bound, pass a very large one.
+    /// Always on: a duration shorter than 1 ms is rejected when the store is
+    /// built ([`Error::Config`]); for no practical bound, pass a very large
+    /// one.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self
@@ -152,9 +171,10 @@ impl SqlStoreOptions {
         self
     }
 
-    /// Rows deleted per statement by `delete_expired` (default 1000).
+    /// Rows deleted per statement by `delete_expired`: at least 1 (default
+    /// 1000).
     pub fn cleanup_batch_size(mut self, rows: u32) -> Self {
-        self.batch_size = rows.max(1);
+        self.batch_size = rows;
         self
     }
 
@@ -205,18 +225,30 @@ impl SqlStoreOptions {
     fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
         sqlx::pool::PoolOptions::<DB>::new()
             .max_connections(self.max_connections)
-            .min_connections(self.min_connections.min(self.max_connections))
+            .min_connections(self.min_connections)
             .acquire_timeout(self.acquire_timeout)
             .idle_timeout(self.idle_timeout)
             .test_before_acquire(self.test_before_acquire)
     }
 
-    /// Checks the settings that no database can fix, before connecting.
+    /// Checks every setting, before connecting.
     fn validate(&self) -> Result<()> {
-        if self.call_timeout.is_zero() {
-            return Err(Error::Config(
-                "the SQL store's call timeout must be greater than zero".to_owned(),
+        at_least_one("max_connections", self.max_connections)?;
+        if self.min_connections > self.max_connections {
+            return Err(invalid(
+                "min_connections",
+                &format!("at most max_connections ({})", self.max_connections),
+                self.min_connections,
             ));
+        }
+        at_least_one("cleanup_batch_size", self.batch_size)?;
+        at_least_a_millisecond("acquire_timeout", self.acquire_timeout)?;
+        at_least_a_millisecond("call_timeout", self.call_timeout)?;
+        if let Some(timeout) = self.idle_timeout {
+            at_least_a_millisecond("idle_timeout", timeout)?;
+        }
+        if let Some(timeout) = self.statement_timeout {
+            at_least_a_millisecond("statement_timeout", timeout)?;
         }
         crate::validate_identifier(&self.table)?;
         if let Some(schema) = &self.schema {
@@ -242,7 +274,7 @@ impl SqlStoreOptions {
         let core = crate::core::Core {
             pool,
             sql: std::sync::Arc::new(sql),
-            batch_size: self.batch_size,
+            batch_size: at_least_one("cleanup_batch_size", self.batch_size)?,
             server_timeout,
             call_timeout: self.call_timeout,
         };
@@ -292,7 +324,7 @@ impl SqlStoreOptions {
     ) -> Result<SqlStore> {
         self.validate()?;
         if let Some(t) = self.statement_timeout {
-            opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis().max(1)))]);
+            opts = opts.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
         }
         let pool = self
             .pool_options::<sqlx::Postgres>()
@@ -309,8 +341,9 @@ impl SqlStoreOptions {
         self.validate()?;
         let mut pool = self.pool_options::<sqlx::MySql>();
         if let Some(t) = self.statement_timeout {
-            let secs = format!("{:.3}", t.as_secs_f64().max(0.001));
-            let millis = t.as_millis().max(1);
+            // Whole milliseconds, as on PostgreSQL (at least 1: validated).
+            let millis = t.as_millis();
+            let secs = format!("{}.{:03}", millis / 1000, millis % 1000);
             pool = pool.after_connect(move |conn, _meta| {
                 let mariadb = format!("SET SESSION max_statement_time = {secs}");
                 let mysql = format!("SET SESSION max_execution_time = {millis}");
@@ -376,5 +409,93 @@ impl SqlStoreOptions {
     #[allow(dead_code)]
     fn connect_error(&self, dialect: Dialect, e: sqlx::Error) -> Error {
         crate::error::map(dialect, self.statement_timeout, e)
+    }
+}
+
+/// The error for a setting out of its range.
+fn invalid(setting: &str, rule: &str, got: impl std::fmt::Debug) -> Error {
+    Error::Config(format!("SqlStore: {setting} must be {rule} (got {got:?})"))
+}
+
+fn at_least_one(setting: &str, value: u32) -> Result<NonZeroU32> {
+    NonZeroU32::new(value).ok_or_else(|| invalid(setting, "at least 1", value))
+}
+
+fn at_least_a_millisecond(setting: &str, value: Duration) -> Result<()> {
+    if value < Duration::from_millis(1) {
+        return Err(invalid(setting, "at least 1ms", value));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_error(options: SqlStoreOptions) -> String {
+        match options.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_not_adjusted() {
+        let o = SqlStoreOptions::new;
+        assert_eq!(
+            config_error(o().max_connections(0)),
+            "SqlStore: max_connections must be at least 1 (got 0)"
+        );
+        assert_eq!(
+            config_error(o().max_connections(2).min_connections(3)),
+            "SqlStore: min_connections must be at most max_connections (2) (got 3)"
+        );
+        assert_eq!(
+            config_error(o().cleanup_batch_size(0)),
+            "SqlStore: cleanup_batch_size must be at least 1 (got 0)"
+        );
+        let short = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(999),
+        ];
+        for t in short {
+            for (setting, options) in [
+                ("acquire_timeout", o().acquire_timeout(t)),
+                ("call_timeout", o().call_timeout(t)),
+                ("idle_timeout", o().idle_timeout(Some(t))),
+                ("statement_timeout", o().statement_timeout(t)),
+            ] {
+                assert_eq!(
+                    config_error(options),
+                    format!("SqlStore: {setting} must be at least 1ms (got {t:?})")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn boundary_settings_are_accepted() {
+        let ms = Duration::from_millis(1);
+        let options = SqlStoreOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .cleanup_batch_size(1)
+            .acquire_timeout(ms)
+            .call_timeout(ms)
+            .idle_timeout(Some(ms))
+            .statement_timeout(ms);
+        options.validate().expect("the smallest values in range");
+        let options = SqlStoreOptions::new()
+            .max_connections(u32::MAX)
+            .min_connections(0)
+            .cleanup_batch_size(u32::MAX)
+            .idle_timeout(None);
+        options.validate().expect("the largest values in range");
+        assert_eq!(options.max_connections, u32::MAX);
+        assert_eq!(options.batch_size, u32::MAX);
+        SqlStoreOptions::new()
+            .validate()
+            .expect("the defaults are in range");
     }
 }

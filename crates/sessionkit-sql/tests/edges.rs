@@ -689,6 +689,75 @@ async fn call_timeout_zero_is_a_config_error() {
     assert_eq!(store.call_timeout(), Duration::from_millis(1));
 }
 
+/// Every out-of-range setting is refused when the store is built, before
+/// connecting, with a message naming it; the smallest values in range
+/// build a working store.
+#[tokio::test]
+async fn out_of_range_settings_are_config_errors() {
+    let ms = Duration::from_millis(1);
+    let cases = [
+        (
+            SqlStore::builder().max_connections(0),
+            "SqlStore: max_connections must be at least 1 (got 0)",
+        ),
+        (
+            SqlStore::builder().max_connections(1).min_connections(2),
+            "SqlStore: min_connections must be at most max_connections (1) (got 2)",
+        ),
+        (
+            SqlStore::builder().cleanup_batch_size(0),
+            "SqlStore: cleanup_batch_size must be at least 1 (got 0)",
+        ),
+        (
+            SqlStore::builder().statement_timeout(Duration::from_micros(500)),
+            "SqlStore: statement_timeout must be at least 1ms (got 500µs)",
+        ),
+        (
+            SqlStore::builder().statement_timeout(Duration::ZERO),
+            "SqlStore: statement_timeout must be at least 1ms (got 0ns)",
+        ),
+        (
+            SqlStore::builder().acquire_timeout(Duration::ZERO),
+            "SqlStore: acquire_timeout must be at least 1ms (got 0ns)",
+        ),
+        (
+            SqlStore::builder().idle_timeout(Some(Duration::ZERO)),
+            "SqlStore: idle_timeout must be at least 1ms (got 0ns)",
+        ),
+        (
+            SqlStore::builder().call_timeout(Duration::from_nanos(999_999)),
+            "SqlStore: call_timeout must be at least 1ms (got 999.999µs)",
+        ),
+    ];
+    for (options, expected) in cases {
+        // A URL nothing listens on: the settings are checked first.
+        for url in ["sqlite::memory:", "postgres://nobody@127.0.0.1:1/none"] {
+            match options.clone().connect(url).await {
+                Err(Error::Config(message)) => assert_eq!(message, expected),
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+    }
+
+    let store = SqlStore::builder()
+        .max_connections(1)
+        .min_connections(1)
+        .cleanup_batch_size(1)
+        .statement_timeout(ms)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Some(ms))
+        .connect("sqlite::memory:")
+        .await
+        .expect("the smallest values in range");
+    // A batch of one row still purges everything.
+    let past = Timestamp::now() + Duration::from_millis(20);
+    for _ in 0..3 {
+        store.create(&record(None, past)).await.expect("create");
+    }
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(store.delete_expired().await.expect("purge"), 3);
+}
+
 /// A TCP proxy on loopback between the store and a database server, which
 /// can stop forwarding in both directions (a silent partition: the
 /// connections stay open, nothing arrives) and start again.
