@@ -104,7 +104,8 @@ fn child(case: &str, label: &str, n: u64) {
                 let store = MemoryStore::builder()
                     .max_entries(n * 2)
                     .max_bytes(cap)
-                    .build();
+                    .build()
+                    .expect("memory store");
                 store.run_pending_tasks().await;
                 let before = rss_bytes();
                 for _ in 0..n {

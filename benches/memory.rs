@@ -68,6 +68,7 @@ fn memory_store(max_entries: u64, max_bytes: u64) -> MemoryStore {
         .max_entries(max_entries)
         .max_bytes(max_bytes)
         .build()
+        .expect("valid bounds")
 }
 
 fn ops(c: &mut Criterion) {

@@ -136,7 +136,7 @@ async fn open_store() -> Result<Arc<dyn SessionStore>, BoxError> {
 // ---------------------------------------------------------------- handlers
 
 async fn index(session: Session) -> Result<Html<String>, SessionError> {
-    let data = session.get().await?;
+    let data = session.data().await?;
     let body = match data {
         Some(AppSession {
             user: Some(user),
@@ -171,7 +171,7 @@ struct Me {
 }
 
 async fn me(session: Session) -> Result<Json<Me>, SessionError> {
-    let data = session.get().await?.unwrap_or_default();
+    let data = session.data().await?.unwrap_or_default();
     Ok(Json(Me {
         user: data.user,
         counter: data.counter,
@@ -222,7 +222,7 @@ async fn count(session: Session) -> Result<Redirect, SessionError> {
     if session.update(|s| s.counter += 1).await?.is_none() {
         // No session yet: start an anonymous one.
         session
-            .insert(AppSession {
+            .set_data(AppSession {
                 counter: 1,
                 ..AppSession::default()
             })

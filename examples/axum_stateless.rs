@@ -167,7 +167,7 @@ fn router(sessions: SessionManager<AppSession>) -> Router {
 }
 
 async fn index(session: Session) -> Result<Html<String>, SessionError> {
-    let data = session.get().await?.unwrap_or_default();
+    let data = session.data().await?.unwrap_or_default();
     let theme = data.theme.as_deref().unwrap_or("light");
     let switch = format!(
         "<form method=post action=/theme><input type=hidden name=theme value={}>\
@@ -204,7 +204,7 @@ struct Me {
 }
 
 async fn me(session: Session) -> Result<Json<Me>, SessionError> {
-    let data = session.get().await?.unwrap_or_default();
+    let data = session.data().await?.unwrap_or_default();
     Ok(Json(Me {
         user: data.user,
         theme: data.theme,
@@ -285,7 +285,7 @@ async fn set_theme(session: &Session, choice: &ThemeChoice) -> Result<bool, Sess
         .is_none()
     {
         session
-            .insert(AppSession {
+            .set_data(AppSession {
                 user: None,
                 theme: chosen,
             })

@@ -128,8 +128,8 @@ async fn main() -> Result<(), BoxError> {
     let hybrid = Hybrid::with_config(
         manager,
         HybridConfig::new()
-            .refresh(RefreshTransport::Body)
-            .paths("/refresh", "/logout"),
+            .with_refresh(RefreshTransport::Body)
+            .with_paths("/refresh", "/logout"),
     );
     let app = hybrid.install(
         Router::new()
@@ -197,7 +197,7 @@ async fn devices(
             .into_iter()
             .map(|f| Device {
                 this_one: f.id == user.family,
-                user_agent: f.client.get_user_agent().map(str::to_owned),
+                user_agent: f.client.user_agent().map(str::to_owned),
                 refreshes: f.generation - 1,
             })
             .collect(),

@@ -32,7 +32,7 @@ struct Data {
 type Handle = SessionHandle<Data>;
 
 async fn whoami(s: Handle) -> Result<String, SessionError> {
-    Ok(match s.get().await? {
+    Ok(match s.data().await? {
         Some(d) => format!("n={}", d.n),
         None => "none".into(),
     })

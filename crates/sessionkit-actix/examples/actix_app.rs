@@ -93,7 +93,7 @@ async fn main() -> Result<(), BoxError> {
 // ---------------------------------------------------------------- handlers
 
 async fn index(session: Session) -> Result<HttpResponse, SessionError> {
-    let data = session.get().await?;
+    let data = session.data().await?;
     let body = match data {
         Some(AppSession {
             user: Some(user),
@@ -130,7 +130,7 @@ struct Me {
 }
 
 async fn me(session: Session) -> Result<HttpResponse, SessionError> {
-    let data = session.get().await?.unwrap_or_default();
+    let data = session.data().await?.unwrap_or_default();
     Ok(HttpResponse::Ok().json(Me {
         user: data.user,
         counter: data.counter,
@@ -188,7 +188,7 @@ async fn count(session: Session) -> Result<HttpResponse, SessionError> {
     if session.update(|s| s.counter += 1).await?.is_none() {
         // No session yet: start an anonymous one.
         session
-            .insert(AppSession {
+            .set_data(AppSession {
                 counter: 1,
                 ..AppSession::default()
             })

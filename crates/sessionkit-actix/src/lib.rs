@@ -18,7 +18,7 @@
 //! - **Cookie** (default, for browsers): [`CookieConfig`], with the safe
 //!   defaults `Secure; HttpOnly; SameSite=Lax; Path=/`, no `Domain`, no
 //!   `Max-Age` (a browser-session cookie), name `__Host-id` (so a sibling
-//!   subdomain cannot plant one; `id` with `secure(false)`). Every attribute is
+//!   subdomain cannot plant one; `id` with `with_secure(false)`). Every attribute is
 //!   configurable.
 //! - **Bearer** (for API clients): [`BearerConfig`]. The client sends
 //!   `Authorization: Bearer <ticket>`; a new ticket (new session, rotation,
@@ -64,6 +64,21 @@
 //!     .route("/logout", web::post().to(logout))
 //!     .wrap(SessionMiddleware::new(manager));
 //! # let _ = app; Ok(()) }
+//! ```
+//!
+//! Key-value sessions, in the manner of tower-sessions, are a
+//! `SessionHandle<Bag>` (see [`SessionHandle::get`],
+//! [`SessionHandle::insert`], [`SessionHandle::remove`]):
+//!
+//! ```
+//! use sessionkit_actix::{SessionError, SessionHandle};
+//! use sessionkit_core::Bag;
+//!
+//! async fn counter(session: SessionHandle<Bag>) -> Result<String, SessionError> {
+//!     let n: usize = session.get("counter").await?.unwrap_or_default();
+//!     session.insert("counter", &(n + 1)).await?; // starts a session if needed
+//!     Ok(n.to_string())
+//! }
 //! ```
 //!
 //! ## Failure policy
@@ -117,7 +132,7 @@ mod middleware;
 
 pub use error::SessionError;
 pub use handle::SessionHandle;
-/// The `http` 1.x header name type [`BearerConfig::response_header`] takes
+/// The `http` 1.x header name type [`BearerConfig::with_response_header`] takes
 /// (actix-web 4 has its own `HeaderName`, from `http` 0.2).
 pub use http::HeaderName;
 pub use middleware::{SessionMiddleware, SessionService};

@@ -50,7 +50,7 @@ use crate::handle::SessionHandle;
 ///
 /// async fn count(session: SessionHandle<Visits>) -> Result<String, SessionError> {
 ///     if !session.exists().await? {
-///         session.insert(Visits::default()).await?;
+///         session.set_data(Visits::default()).await?;
 ///     }
 ///     let n = session.update(|v| { v.n += 1; v.n }).await?.unwrap_or(1);
 ///     Ok(format!("visit {n}"))
@@ -81,8 +81,8 @@ impl<T> fmt::Debug for SessionMiddleware<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionMiddleware")
             .field("manager", &self.manager)
-            .field("transport", self.config.get_transport())
-            .field("conflict_status", &self.config.get_conflict_status())
+            .field("transport", self.config.transport())
+            .field("conflict_status", &self.config.conflict_status())
             .finish()
     }
 }
@@ -111,7 +111,7 @@ impl<T: SessionData> SessionMiddleware<T> {
     /// Sets the transport.
     pub fn transport(mut self, transport: Transport) -> Self {
         let config = Arc::make_mut(&mut self.config);
-        *config = config.clone().transport(transport);
+        *config = config.clone().with_transport(transport);
         self
     }
 
@@ -123,7 +123,7 @@ impl<T: SessionData> SessionMiddleware<T> {
     /// that lost to a concurrent logout, rotation or save.
     pub fn conflict_status(mut self, status: StatusCode) -> Self {
         let config = Arc::make_mut(&mut self.config);
-        *config = config.clone().conflict_status(from_actix(status));
+        *config = config.clone().with_conflict_status(from_actix(status));
         self
     }
 
@@ -164,7 +164,7 @@ pub struct SessionService<S, T> {
 impl<S, T> fmt::Debug for SessionService<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionService")
-            .field("transport", self.config.get_transport())
+            .field("transport", self.config.transport())
             .finish_non_exhaustive()
     }
 }
@@ -183,7 +183,7 @@ where
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let headers = request.headers();
-        let presented = self.config.get_transport().tickets_from(
+        let presented = self.config.transport().tickets_from(
             headers.get_all(header::COOKIE).map(HeaderValue::as_bytes),
             headers
                 .get(header::AUTHORIZATION)
@@ -216,7 +216,7 @@ async fn finish<T: SessionData, B>(
         .and_then(|e| e.as_error::<SessionError>())
         .is_some_and(SessionError::is_conflict);
     if lost && response.status() == StatusCode::CONFLICT {
-        *response.response_mut().status_mut() = to_actix(config.get_conflict_status());
+        *response.response_mut().status_mut() = to_actix(config.conflict_status());
     }
     let outcome = handle
         .inner()

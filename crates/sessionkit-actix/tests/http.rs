@@ -49,7 +49,7 @@ type Handle = SessionHandle<Data>;
 type Res<T> = Result<T, SessionError>;
 
 async fn whoami(s: Handle) -> Res<HttpResponse> {
-    let data = s.get().await?;
+    let data = s.data().await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "exists": data.is_some(),
         "subject": s.subject().await?,
@@ -62,7 +62,7 @@ async fn untouched() -> &'static str {
 }
 
 async fn anon(s: Handle) -> Res<&'static str> {
-    s.insert(Data { user: None, n: 1 }).await?;
+    s.set_data(Data { user: None, n: 1 }).await?;
     Ok("anonymous session")
 }
 
@@ -98,7 +98,7 @@ async fn set(s: Handle, q: web::Query<NQuery>) -> Res<&'static str> {
 
 async fn fail(s: Handle) -> Res<HttpResponse> {
     if s.modify(|d| d.n = 999).await?.is_none() {
-        s.insert(Data { user: None, n: 999 }).await?;
+        s.set_data(Data { user: None, n: 999 }).await?;
     }
     Ok(HttpResponse::InternalServerError().body("handler failed"))
 }
@@ -106,7 +106,7 @@ async fn fail(s: Handle) -> Res<HttpResponse> {
 /// Reads the session, waits until a second request has read it too, then
 /// changes it: one of the two automatic saves must lose.
 async fn racy(barrier: web::Data<Barrier>, s: Handle) -> Res<&'static str> {
-    let _ = s.get().await?;
+    let _ = s.data().await?;
     barrier.wait().await;
     s.modify(|d| d.n += 100).await?;
     Ok("changed")
@@ -114,7 +114,7 @@ async fn racy(barrier: web::Data<Barrier>, s: Handle) -> Res<&'static str> {
 
 /// Request A of a race: loads the session, lets B run, then rotates.
 async fn held_rotate(h: web::Data<Hold>, s: Handle) -> Res<&'static str> {
-    let _ = s.get().await?;
+    let _ = s.data().await?;
     h.loaded.wait().await;
     h.proceed.wait().await;
     s.rotate().await?;
@@ -123,7 +123,7 @@ async fn held_rotate(h: web::Data<Hold>, s: Handle) -> Res<&'static str> {
 
 /// Request A of a race: loads the session, lets B run, then logs in.
 async fn held_login(h: web::Data<Hold>, s: Handle, q: web::Query<UserQuery>) -> Res<&'static str> {
-    let _ = s.get().await?;
+    let _ = s.data().await?;
     h.loaded.wait().await;
     h.proceed.wait().await;
     s.login(&q.user, Data::default).await?;

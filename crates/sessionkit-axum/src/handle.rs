@@ -4,7 +4,9 @@ use std::fmt;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
-use sessionkit_core::{Result, SessionData, SessionManager};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sessionkit_core::{Bag, Result, SessionData, SessionManager};
 use sessionkit_http::{RequestSession, SessionInfo};
 
 use crate::error::SessionError;
@@ -13,8 +15,12 @@ use crate::error::SessionError;
 /// lazily the first time a method needs it (a handler that never touches
 /// the session costs no store access).
 ///
-/// Changes made through [`insert`](Self::insert), [`modify`](Self::modify)
-/// or [`set_subject`](Self::set_subject) are saved by the
+/// Changes made through [`set_data`](Self::set_data),
+/// [`modify`](Self::modify),
+/// [`modify_or_insert_with`](Self::modify_or_insert_with),
+/// [`set_subject`](Self::set_subject) and, on a key-value
+/// `SessionHandle<Bag>`, [`insert`](Self::insert) and
+/// [`remove`](Self::remove) are saved by the
 /// [`SessionLayer`](crate::SessionLayer) after the handler, unless the
 /// handler answered with a 5xx; in stateful mode, if that save finds that
 /// another request changed or ended the session first, the response becomes
@@ -112,12 +118,14 @@ impl<T: SessionData> SessionHandle<T> {
         self.inner.exists().await
     }
 
-    /// A copy of the session data, `None` without a session.
-    pub async fn get(&self) -> Result<Option<T>>
+    /// A copy of the session data, `None` without a session (the
+    /// whole-value getter; on a `SessionHandle<Bag>`, [`get`](Self::get)
+    /// reads one key). [`read`](Self::read) borrows instead of cloning.
+    pub async fn data(&self) -> Result<Option<T>>
     where
         T: Clone,
     {
-        self.inner.get().await
+        self.inner.data().await
     }
 
     /// Reads the session data through `f`; `None` without a session.
@@ -134,11 +142,49 @@ impl<T: SessionData> SessionHandle<T> {
         self.inner.modify(f).await
     }
 
-    /// Replaces the session data. Without a session, starts an anonymous
-    /// one holding `data`; it is stored (and its ticket sent) after the
-    /// handler, unless the response is a server error.
-    pub async fn insert(&self, data: T) -> Result<()> {
-        self.inner.insert(data).await
+    /// Changes the session data through `f`, starting an anonymous
+    /// session holding `default()` first when there is none: touching a
+    /// possibly empty session in one call. Returns what `f` returns.
+    ///
+    /// Saved after the handler like [`modify`](Self::modify) (stateful:
+    /// compare-and-swap, 409 when another request saved first); a session
+    /// started here is stored, with a fresh server-generated ID, after the
+    /// handler unless the response is a server error, exactly as with
+    /// [`set_data`](Self::set_data). `default` runs only when there is no
+    /// session.
+    ///
+    /// ```
+    /// use sessionkit_axum::{SessionError, SessionHandle};
+    ///
+    /// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    /// struct Cart { items: Vec<String> }
+    ///
+    /// async fn add(session: SessionHandle<Cart>) -> Result<String, SessionError> {
+    ///     let n = session
+    ///         .modify_or_insert_with(Cart::default, |cart| {
+    ///             cart.items.push("apple".into());
+    ///             cart.items.len()
+    ///         })
+    ///         .await?;
+    ///     Ok(format!("{n} items"))
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/", axum::routing::post(add));
+    /// ```
+    pub async fn modify_or_insert_with<R>(
+        &self,
+        default: impl FnOnce() -> T,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R> {
+        self.inner.modify_or_insert_with(default, f).await
+    }
+
+    /// Replaces the session data (the whole-value setter; on a
+    /// `SessionHandle<Bag>`, [`insert`](Self::insert) sets one key).
+    /// Without a session, starts an anonymous one holding `data`; it is
+    /// stored (and its ticket sent) after the handler, unless the response
+    /// is a server error.
+    pub async fn set_data(&self, data: T) -> Result<()> {
+        self.inner.set_data(data).await
     }
 
     /// The session's principal, if there is a session and it has one.
@@ -233,6 +279,97 @@ impl<T: SessionData> SessionHandle<T> {
         R: Send,
     {
         self.inner.update(f).await
+    }
+}
+
+/// Key-value access, in the manner of tower-sessions' `Session`: `get`,
+/// `insert` and `remove` one key at a time on a `SessionHandle<Bag>`.
+///
+/// The same rules as the rest of the handle: the session is loaded lazily,
+/// changes are saved once after the handler (stateful: compare-and-swap,
+/// 409 or the configured conflict status when another request saved
+/// first), and [`insert`](Self::insert) into a request without a session
+/// starts an anonymous one, stored with a fresh server-generated ID after
+/// the handler. A value that does not read back as the requested type
+/// ([`Error::Decode`](sessionkit_core::Error::Decode)) or cannot be encoded
+/// ([`Error::Encode`](sessionkit_core::Error::Encode)) is an error, which
+/// [`SessionError`] answers with 500.
+///
+/// ```
+/// use sessionkit_axum::{SessionError, SessionHandle};
+/// use sessionkit_core::Bag;
+///
+/// async fn visit(session: SessionHandle<Bag>) -> Result<String, SessionError> {
+///     let n: usize = session.get("counter").await?.unwrap_or_default();
+///     session.insert("counter", &(n + 1)).await?;
+///     Ok(n.to_string())
+/// }
+/// # let _ = axum::Router::<()>::new().route("/", axum::routing::post(visit));
+/// ```
+impl SessionHandle<Bag> {
+    /// Reads `key` as a `V`: `None` without a session or without the key;
+    /// [`Error::Decode`](sessionkit_core::Error::Decode) when the stored
+    /// value is not a `V`. Never starts a session.
+    ///
+    /// ```
+    /// use sessionkit_axum::{SessionError, SessionHandle};
+    /// use sessionkit_core::Bag;
+    ///
+    /// async fn whoami(session: SessionHandle<Bag>) -> Result<String, SessionError> {
+    ///     Ok(match session.get::<String>("user").await? {
+    ///         Some(user) => format!("hello {user}"),
+    ///         None => "who are you?".into(),
+    ///     })
+    /// }
+    /// ```
+    pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        self.inner.get(key).await
+    }
+
+    /// Stores `value` under `key` (saved after the handler). Without a
+    /// session, starts an anonymous one holding just this key, stored with
+    /// a fresh server-generated ID after the handler unless the response is
+    /// a server error. [`Error::Encode`](sessionkit_core::Error::Encode)
+    /// when `value` cannot be encoded; the session is then left as it was.
+    ///
+    /// At login, follow it with [`rotate`](Self::rotate) (or use
+    /// [`login`](Self::login)): keys never change the session's ID.
+    ///
+    /// ```
+    /// use sessionkit_axum::{SessionError, SessionHandle};
+    /// use sessionkit_core::Bag;
+    ///
+    /// async fn set_theme(session: SessionHandle<Bag>) -> Result<&'static str, SessionError> {
+    ///     session.insert("theme", "dark").await?;
+    ///     Ok("saved")
+    /// }
+    /// ```
+    pub async fn insert<V: Serialize + ?Sized>(
+        &self,
+        key: impl Into<String>,
+        value: &V,
+    ) -> Result<()> {
+        self.inner.insert(key, value).await
+    }
+
+    /// Removes `key` and returns its value read as a `V` (`None` without a
+    /// session or without the key; saved after the handler). When the
+    /// stored value is not a `V`, fails with
+    /// [`Error::Decode`](sessionkit_core::Error::Decode) and removes
+    /// nothing; `remove::<serde::de::IgnoredAny>(key)` removes a value of
+    /// any type. Never starts a session.
+    ///
+    /// ```
+    /// use sessionkit_axum::{SessionError, SessionHandle};
+    /// use sessionkit_core::Bag;
+    ///
+    /// async fn flash(session: SessionHandle<Bag>) -> Result<String, SessionError> {
+    ///     // Shown once: read and removed in one call.
+    ///     Ok(session.remove::<String>("flash").await?.unwrap_or_default())
+    /// }
+    /// ```
+    pub async fn remove<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        self.inner.remove(key).await
     }
 }
 

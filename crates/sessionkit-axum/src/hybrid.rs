@@ -48,7 +48,7 @@ impl AccessTransport {
     /// `Secure; HttpOnly; SameSite=Lax; Path=/`, `Max-Age` the token's
     /// lifetime.
     pub fn cookie() -> Self {
-        AccessTransport::Cookie(CookieConfig::new().name("access"))
+        AccessTransport::Cookie(CookieConfig::new().with_name("access"))
     }
 }
 
@@ -71,9 +71,9 @@ impl Default for RefreshTransport {
     fn default() -> Self {
         RefreshTransport::Cookie(
             CookieConfig::new()
-                .name("refresh")
-                .path(Some("/auth"))
-                .same_site(SameSite::Strict),
+                .with_name("refresh")
+                .with_path(Some("/auth"))
+                .with_same_site(SameSite::Strict),
         )
     }
 }
@@ -83,10 +83,12 @@ impl Default for RefreshTransport {
 /// ```
 /// use sessionkit_axum::{AccessTransport, HybridConfig, RefreshTransport};
 /// let config = HybridConfig::new()
-///     .paths("/api/auth/refresh", "/api/auth/logout")
-///     .access(AccessTransport::Bearer)
-///     .refresh(RefreshTransport::Body);
-/// assert_eq!(config.get_refresh_path(), "/api/auth/refresh");
+///     .with_paths("/api/auth/refresh", "/api/auth/logout")
+///     .with_access(AccessTransport::Bearer)
+///     .with_refresh(RefreshTransport::Body);
+/// assert_eq!(config.refresh_path(), "/api/auth/refresh");
+/// assert_eq!(config.logout_path(), "/api/auth/logout");
+/// assert_eq!(config.access(), &AccessTransport::Bearer);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HybridConfig {
@@ -116,20 +118,20 @@ impl HybridConfig {
     }
 
     /// How the access token travels.
-    pub fn access(mut self, access: AccessTransport) -> Self {
+    pub fn with_access(mut self, access: AccessTransport) -> Self {
         self.access = access;
         self
     }
 
     /// How the refresh token travels. With a cookie, give it a `Path`
     /// that covers both endpoints (and as little else as possible).
-    pub fn refresh(mut self, refresh: RefreshTransport) -> Self {
+    pub fn with_refresh(mut self, refresh: RefreshTransport) -> Self {
         self.refresh = refresh;
         self
     }
 
     /// The paths of the refresh and logout endpoints.
-    pub fn paths(
+    pub fn with_paths(
         mut self,
         refresh: impl Into<Cow<'static, str>>,
         logout: impl Into<Cow<'static, str>>,
@@ -139,13 +141,23 @@ impl HybridConfig {
         self
     }
 
+    /// How the access token travels.
+    pub fn access(&self) -> &AccessTransport {
+        &self.access
+    }
+
+    /// How the refresh token travels.
+    pub fn refresh(&self) -> &RefreshTransport {
+        &self.refresh
+    }
+
     /// The refresh endpoint's path.
-    pub fn get_refresh_path(&self) -> &str {
+    pub fn refresh_path(&self) -> &str {
         &self.refresh_path
     }
 
     /// The logout endpoint's path.
-    pub fn get_logout_path(&self) -> &str {
+    pub fn logout_path(&self) -> &str {
         &self.logout_path
     }
 }
@@ -335,7 +347,7 @@ impl<T: SessionData> Hybrid<T> {
     /// the access cookie when one is configured.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<AccessClaims<T>, HybridError> {
         let token = bearer(headers).or_else(|| match &self.config.access {
-            AccessTransport::Cookie(c) => cookie_value(headers, c.get_name(), MAX_ACCESS_TOKEN),
+            AccessTransport::Cookie(c) => cookie_value(headers, c.name(), MAX_ACCESS_TOKEN),
             AccessTransport::Bearer => None,
         });
         let Some(token) = token else {
@@ -408,7 +420,7 @@ impl<T: SessionData> Hybrid<T> {
             }
         }
         if let RefreshTransport::Cookie(c) = &self.config.refresh
-            && let Some(token) = cookie_value(headers, c.get_name(), 4 * REFRESH_TOKEN_LEN)
+            && let Some(token) = cookie_value(headers, c.name(), 4 * REFRESH_TOKEN_LEN)
         {
             return Ok(token);
         }
@@ -436,21 +448,23 @@ impl<T: SessionData> Hybrid<T> {
 /// let mut headers = HeaderMap::new();
 /// headers.insert(header::USER_AGENT, HeaderValue::from_static("Phone/1.0"));
 /// let client = sessionkit_axum::client_info(&headers);
-/// assert_eq!(client.get_user_agent(), Some("Phone/1.0"));
+/// assert_eq!(client.user_agent(), Some("Phone/1.0"));
 /// ```
 pub fn client_info(headers: &HeaderMap) -> ClientInfo {
     match headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        Some(ua) => ClientInfo::new().user_agent(ua),
+        Some(ua) => ClientInfo::new().with_user_agent(ua),
         None => ClientInfo::new(),
     }
 }
 
 fn set_cookie(headers: &mut HeaderMap, config: &CookieConfig, value: &str, max_age: Duration) {
     // A lifetime of at least one second: `Max-Age=0` would delete it.
-    let config = config.clone().max_age(max_age.max(Duration::from_secs(1)));
+    let config = config
+        .clone()
+        .with_max_age(max_age.max(Duration::from_secs(1)));
     if let Some(v) = config.set_cookie(value) {
         headers.append(header::SET_COOKIE, v);
     }

@@ -48,7 +48,7 @@ use crate::handle::SessionHandle;
 ///
 /// async fn count(session: SessionHandle<Visits>) -> Result<String, SessionError> {
 ///     if !session.exists().await? {
-///         session.insert(Visits::default()).await?;
+///         session.set_data(Visits::default()).await?;
 ///     }
 ///     let n = session.update(|v| { v.n += 1; v.n }).await?.unwrap_or(1);
 ///     Ok(format!("visit {n}"))
@@ -79,8 +79,8 @@ impl<T> fmt::Debug for SessionLayer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
             .field("manager", &self.manager)
-            .field("transport", self.config.get_transport())
-            .field("conflict_status", &self.config.get_conflict_status())
+            .field("transport", self.config.transport())
+            .field("conflict_status", &self.config.conflict_status())
             .finish()
     }
 }
@@ -109,7 +109,7 @@ impl<T: SessionData> SessionLayer<T> {
     /// Sets the transport.
     pub fn transport(mut self, transport: Transport) -> Self {
         let config = Arc::make_mut(&mut self.config);
-        *config = config.clone().transport(transport);
+        *config = config.clone().with_transport(transport);
         self
     }
 
@@ -122,7 +122,7 @@ impl<T: SessionData> SessionLayer<T> {
     /// (see [`SessionHandle::rotate`]).
     pub fn conflict_status(mut self, status: StatusCode) -> Self {
         let config = Arc::make_mut(&mut self.config);
-        *config = config.clone().conflict_status(status);
+        *config = config.clone().with_conflict_status(status);
         self
     }
 
@@ -165,7 +165,7 @@ impl<S: fmt::Debug, T> fmt::Debug for SessionService<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionService")
             .field("inner", &self.inner)
-            .field("transport", self.config.get_transport())
+            .field("transport", self.config.transport())
             .finish_non_exhaustive()
     }
 }
@@ -218,7 +218,7 @@ async fn finish<T: SessionData, B: Default>(
         .is_some()
         && response.status() == StatusCode::CONFLICT
     {
-        *response.status_mut() = config.get_conflict_status();
+        *response.status_mut() = config.conflict_status();
     }
     handle
         .inner()

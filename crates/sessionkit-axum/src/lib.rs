@@ -12,7 +12,7 @@
 //! - **Cookie** (default, for browsers): [`CookieConfig`], with the safe
 //!   defaults `Secure; HttpOnly; SameSite=Lax; Path=/`, no `Domain`, no
 //!   `Max-Age` (a browser-session cookie), name `__Host-id` (so a sibling
-//!   subdomain cannot plant one; `id` with `secure(false)`). Every attribute is
+//!   subdomain cannot plant one; `id` with `with_secure(false)`). Every attribute is
 //!   configurable.
 //! - **Bearer** (for API clients): [`BearerConfig`]. The client sends
 //!   `Authorization: Bearer <ticket>`; a new ticket (new session, rotation,
@@ -63,6 +63,21 @@
 //!     .route("/logout", post(logout))
 //!     .layer(SessionLayer::new(manager));
 //! # let _ = app; Ok(()) }
+//! ```
+//!
+//! Key-value sessions, in the manner of tower-sessions, are a
+//! `SessionHandle<Bag>` (see [`SessionHandle::get`],
+//! [`SessionHandle::insert`], [`SessionHandle::remove`]):
+//!
+//! ```
+//! use sessionkit_axum::{SessionError, SessionHandle};
+//! use sessionkit_core::Bag;
+//!
+//! async fn counter(session: SessionHandle<Bag>) -> Result<String, SessionError> {
+//!     let n: usize = session.get("counter").await?.unwrap_or_default();
+//!     session.insert("counter", &(n + 1)).await?; // starts a session if needed
+//!     Ok(n.to_string())
+//! }
 //! ```
 //!
 //! ## Failure policy

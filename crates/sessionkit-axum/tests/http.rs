@@ -55,7 +55,7 @@ type Handle = SessionHandle<Data>;
 type Res<T> = Result<T, SessionError>;
 
 async fn whoami(s: Handle) -> Res<Json<serde_json::Value>> {
-    let data = s.get().await?;
+    let data = s.data().await?;
     Ok(Json(serde_json::json!({
         "exists": data.is_some(),
         "subject": s.subject().await?,
@@ -69,7 +69,7 @@ async fn untouched() -> &'static str {
 }
 
 async fn anon(s: Handle) -> Res<&'static str> {
-    s.insert(Data { user: None, n: 1 }).await?;
+    s.set_data(Data { user: None, n: 1 }).await?;
     Ok("anonymous session")
 }
 
@@ -116,7 +116,7 @@ async fn set(s: Handle, Query(q): Query<NQuery>) -> Res<&'static str> {
 
 async fn fail(s: Handle) -> Res<impl IntoResponse> {
     if s.modify(|d| d.n = 999).await?.is_none() {
-        s.insert(Data { user: None, n: 999 }).await?;
+        s.set_data(Data { user: None, n: 999 }).await?;
     }
     Ok((StatusCode::INTERNAL_SERVER_ERROR, "handler failed"))
 }
@@ -124,7 +124,7 @@ async fn fail(s: Handle) -> Res<impl IntoResponse> {
 /// Reads the session, waits for a second request to have read it too, then
 /// changes it: one of the two automatic saves must lose.
 async fn racy(State(st): State<AppState>, s: Handle) -> Res<&'static str> {
-    let _ = s.get().await?;
+    let _ = s.data().await?;
     st.barrier.wait().await;
     s.modify(|d| d.n += 100).await?;
     Ok("changed")
@@ -155,7 +155,7 @@ async fn stale_then_fresh(s: Handle) -> Res<Json<serde_json::Value>> {
 /// Reads (maybe from a stale cache), checks freshly, then changes the
 /// session: the change must apply to the fresh copy, not conflict.
 async fn fresh_incr(s: Handle) -> Res<String> {
-    let _ = s.get().await?;
+    let _ = s.data().await?;
     if !s.verify_fresh().await? {
         return Ok("gone".into());
     }
@@ -369,13 +369,13 @@ async fn default_cookie_attributes() {
 async fn configured_cookie_attributes() {
     // `__Secure-` (not `__Host-`): the cookie has a Path and a Domain.
     let cookie = CookieConfig::new()
-        .name("__Secure-sid")
-        .same_site(SameSite::Strict)
-        .http_only(false)
-        .max_age(Duration::from_secs(3600))
-        .path(Some("/app"))
-        .domain(Some("example.test"))
-        .partitioned(true);
+        .with_name("__Secure-sid")
+        .with_same_site(SameSite::Strict)
+        .with_http_only(false)
+        .with_max_age(Duration::from_secs(3600))
+        .with_path(Some("/app"))
+        .with_domain(Some("example.test"))
+        .with_partitioned(true);
     let base = serve(app(stateful(MemoryStore::new()), Transport::Cookie(cookie))).await;
     let r = client().post(format!("{base}/anon")).send().await.unwrap();
     let c = &set_cookies(&r)[0];
@@ -393,7 +393,7 @@ async fn configured_cookie_attributes() {
     }
     assert!(!attrs.contains(&"HttpOnly"), "{c}");
 
-    let insecure = CookieConfig::new().secure(false).same_site(None);
+    let insecure = CookieConfig::new().with_secure(false).with_same_site(None);
     let base = serve(app(
         stateful(MemoryStore::new()),
         Transport::Cookie(insecure),
@@ -992,7 +992,7 @@ async fn held_login(
     s: Handle,
     Query(q): Query<UserQuery>,
 ) -> Res<&'static str> {
-    let _ = s.get().await?;
+    let _ = s.data().await?;
     h.loaded.wait().await;
     h.proceed.wait().await;
     s.login(&q.user, Data::default).await?;
@@ -1002,7 +1002,7 @@ async fn held_login(
 
 /// A: loads the session, waits for B, then rotates it.
 async fn held_rotate(State(h): State<Hold>, s: Handle) -> Res<&'static str> {
-    let _ = s.get().await?;
+    let _ = s.data().await?;
     h.loaded.wait().await;
     h.proceed.wait().await;
     s.rotate().await?;

@@ -166,7 +166,7 @@ async fn devices(
             .map(|f| {
                 json!({
                     "current": f.id == user.family,
-                    "user_agent": f.client.get_user_agent(),
+                    "user_agent": f.client.user_agent(),
                     "generation": f.generation,
                 })
             })
@@ -360,9 +360,9 @@ async fn cookie_mode_rotation_and_reuse_detection() {
 #[tokio::test]
 async fn body_mode_with_an_access_cookie() {
     let config = HybridConfig::new()
-        .access(AccessTransport::cookie())
-        .refresh(RefreshTransport::Body)
-        .paths("/token/refresh", "/token/logout");
+        .with_access(AccessTransport::cookie())
+        .with_refresh(RefreshTransport::Body)
+        .with_paths("/token/refresh", "/token/logout");
     let f = fixture(config, Duration::ZERO);
     let login = do_login(&f.app, "bob", "Cli/1").await;
     assert!(

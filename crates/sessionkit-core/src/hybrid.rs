@@ -242,9 +242,12 @@ impl fmt::Debug for TokenPair {
 ///
 /// ```
 /// use sessionkit_core::ClientInfo;
-/// let client = ClientInfo::new().name("Alice's phone").user_agent("x".repeat(1000));
-/// assert_eq!(client.get_name(), Some("Alice's phone"));
-/// assert_eq!(client.get_user_agent().unwrap().len(), 256);
+/// let client = ClientInfo::new()
+///     .with_name("Alice's phone")
+///     .with_user_agent("x".repeat(1000));
+/// assert_eq!(client.name(), Some("Alice's phone"));
+/// assert_eq!(client.user_agent().unwrap().len(), 256);
+/// assert_eq!(client.address(), None);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
@@ -274,30 +277,30 @@ impl ClientInfo {
         Self::default()
     }
     /// A name for the device, chosen by the user or the application.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(bounded(name));
         self
     }
     /// The `User-Agent` the login came with.
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = Some(bounded(user_agent));
         self
     }
     /// The network address the login came from.
-    pub fn address(mut self, address: impl Into<String>) -> Self {
+    pub fn with_address(mut self, address: impl Into<String>) -> Self {
         self.address = Some(bounded(address));
         self
     }
     /// The device name, if set.
-    pub fn get_name(&self) -> Option<&str> {
+    pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
     /// The user agent, if set.
-    pub fn get_user_agent(&self) -> Option<&str> {
+    pub fn user_agent(&self) -> Option<&str> {
         self.user_agent.as_deref()
     }
     /// The network address, if set.
-    pub fn get_address(&self) -> Option<&str> {
+    pub fn address(&self) -> Option<&str> {
         self.address.as_deref()
     }
 }
@@ -1416,8 +1419,8 @@ mod tests {
 
     #[test]
     fn client_fields_are_cut_at_a_char_boundary() {
-        let c = ClientInfo::new().name("é".repeat(200));
-        let n = c.get_name().unwrap();
+        let c = ClientInfo::new().with_name("é".repeat(200));
+        let n = c.name().unwrap();
         assert!(n.len() <= MAX_CLIENT_FIELD && n.len() >= MAX_CLIENT_FIELD - 1);
     }
 }

@@ -457,9 +457,9 @@ async fn devices_list_shows_client_metadata_and_skips_foreign_records() {
             "ivy",
             &alice(),
             ClientInfo::new()
-                .name("phone")
-                .user_agent("Phone/2")
-                .address("198.51.100.1"),
+                .with_name("phone")
+                .with_user_agent("Phone/2")
+                .with_address("198.51.100.1"),
         )
         .await
         .unwrap();
@@ -468,11 +468,7 @@ async fn devices_list_shows_client_metadata_and_skips_foreign_records() {
     let f = &listed[0];
     assert_eq!(f.id, phone.family());
     assert_eq!(
-        (
-            f.client.get_name(),
-            f.client.get_user_agent(),
-            f.client.get_address()
-        ),
+        (f.client.name(), f.client.user_agent(), f.client.address()),
         (Some("phone"), Some("Phone/2"), Some("198.51.100.1"))
     );
     assert_eq!(f.generation, 1);

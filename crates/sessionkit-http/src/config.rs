@@ -18,7 +18,7 @@ use http::HeaderValue;
 ///
 /// # The default name and cookie prefixes
 ///
-/// Unless [`name`](Self::name) sets one, the name follows the other
+/// Unless [`with_name`](Self::with_name) sets one, the name follows the other
 /// attributes:
 ///
 /// - `__Host-id` when the cookie is `Secure` with `Path=/` and no `Domain`
@@ -31,12 +31,12 @@ use http::HeaderValue;
 /// - `__Secure-id` when the cookie is `Secure` but has another `Path` or a
 ///   `Domain`: only a secure origin can set it, but any host of that domain
 ///   can (a sibling subdomain can plant one).
-/// - `id` with [`secure(false)`](Self::secure) (plain-HTTP development):
+/// - `id` with [`with_secure(false)`](Self::with_secure) (plain-HTTP development):
 ///   no prefix is allowed without `Secure`, so it is dropped, and
 ///   [`validate`](Self::validate) (called when a web layer is configured)
 ///   logs a warning, once per process.
 ///
-/// A name set with [`name`](Self::name) is used as given, but a name with
+/// A name set with [`with_name`](Self::with_name) is used as given, but a name with
 /// a prefix whose rules the attributes break is refused: [`validate`]
 /// returns [`Error::Config`], and [`set_cookie`](Self::set_cookie) and
 /// [`removal_cookie`](Self::removal_cookie) return `None` (browsers would
@@ -51,18 +51,20 @@ use http::HeaderValue;
 /// use std::time::Duration;
 /// use sessionkit_http::{CookieConfig, SameSite};
 ///
-/// assert_eq!(CookieConfig::new().get_name(), "__Host-id");
-/// assert_eq!(CookieConfig::new().secure(false).get_name(), "id");
+/// assert_eq!(CookieConfig::new().name(), "__Host-id");
+/// assert_eq!(CookieConfig::new().with_secure(false).name(), "id");
 ///
 /// let cookie = CookieConfig::new()
-///     .name("__Host-sid")
-///     .same_site(SameSite::Strict)
-///     .max_age(Duration::from_secs(7 * 24 * 3600));
-/// assert_eq!(cookie.get_name(), "__Host-sid");
+///     .with_name("__Host-sid")
+///     .with_same_site(SameSite::Strict)
+///     .with_max_age(Duration::from_secs(7 * 24 * 3600));
+/// assert_eq!(cookie.name(), "__Host-sid");
+/// assert_eq!(cookie.same_site(), Some(SameSite::Strict));
+/// assert!(cookie.secure() && cookie.http_only() && cookie.path() == Some("/"));
 /// assert!(cookie.validate().is_ok());
 ///
 /// // `__Host-` cookies cannot carry a Domain: refused.
-/// let shared = cookie.domain(Some("example.com"));
+/// let shared = cookie.with_domain(Some("example.com"));
 /// assert!(shared.validate().is_err());
 /// assert!(shared.set_cookie("ticket").is_none());
 /// ```
@@ -106,7 +108,7 @@ impl CookieConfig {
     /// unless it is `Secure`, has `Path=/` and no `Domain`, which also stops
     /// a sibling subdomain from planting it; this configuration refuses such
     /// a name with other attributes too (see [`validate`](Self::validate)).
-    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+    pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
         self
     }
@@ -115,33 +117,33 @@ impl CookieConfig {
     /// development on a host other than `localhost`: the default name then
     /// loses its `__Host-` prefix (with a warning), so other hosts of the
     /// site can plant a session cookie.
-    pub fn secure(mut self, secure: bool) -> Self {
+    pub fn with_secure(mut self, secure: bool) -> Self {
         self.secure = secure;
         self
     }
 
     /// The `HttpOnly` attribute (default on): scripts cannot read the ticket.
-    pub fn http_only(mut self, http_only: bool) -> Self {
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
         self.http_only = http_only;
         self
     }
 
     /// The `SameSite` attribute (default `Lax`); `None` omits the attribute.
     /// `SameSite::None` requires `Secure` in browsers.
-    pub fn same_site(mut self, same_site: impl Into<Option<SameSite>>) -> Self {
+    pub fn with_same_site(mut self, same_site: impl Into<Option<SameSite>>) -> Self {
         self.same_site = same_site.into();
         self
     }
 
     /// The `Path` attribute (default `/`); `None` omits it.
-    pub fn path(mut self, path: Option<impl Into<Cow<'static, str>>>) -> Self {
+    pub fn with_path(mut self, path: Option<impl Into<Cow<'static, str>>>) -> Self {
         self.path = path.map(Into::into);
         self
     }
 
     /// The `Domain` attribute (default none: host-only). Setting it shares
     /// the cookie with every subdomain of that domain.
-    pub fn domain(mut self, domain: Option<impl Into<Cow<'static, str>>>) -> Self {
+    pub fn with_domain(mut self, domain: Option<impl Into<Cow<'static, str>>>) -> Self {
         self.domain = domain.map(Into::into);
         self
     }
@@ -149,26 +151,61 @@ impl CookieConfig {
     /// Makes the cookie persistent with this `Max-Age` (default: none, a
     /// cookie that ends with the browser session). The session itself still
     /// ends at its idle or absolute timeout, whichever comes first.
-    pub fn max_age(mut self, max_age: impl Into<Option<Duration>>) -> Self {
+    pub fn with_max_age(mut self, max_age: impl Into<Option<Duration>>) -> Self {
         self.max_age = max_age.into();
         self
     }
 
     /// The `Partitioned` attribute (CHIPS; default off).
-    pub fn partitioned(mut self, partitioned: bool) -> Self {
+    pub fn with_partitioned(mut self, partitioned: bool) -> Self {
         self.partitioned = partitioned;
         self
     }
 
     /// The cookie name: the configured one, or the default that the
     /// attributes allow (`__Host-id`, `__Secure-id` or `id`).
-    pub fn get_name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match &self.name {
             Some(name) => name,
             None if self.host_prefix_allowed() => "__Host-id",
             None if self.secure => "__Secure-id",
             None => "id",
         }
+    }
+
+    /// Whether the cookie is `Secure`.
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Whether the cookie is `HttpOnly`.
+    pub fn http_only(&self) -> bool {
+        self.http_only
+    }
+
+    /// The `SameSite` attribute, if sent.
+    pub fn same_site(&self) -> Option<SameSite> {
+        self.same_site
+    }
+
+    /// The `Path` attribute, if sent.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// The `Domain` attribute, if sent.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The `Max-Age` attribute, if the cookie is persistent.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age
+    }
+
+    /// Whether the cookie is `Partitioned`.
+    pub fn partitioned(&self) -> bool {
+        self.partitioned
     }
 
     /// `Secure`, `Path=/` and no `Domain`: what a `__Host-` cookie needs.
@@ -206,7 +243,7 @@ impl CookieConfig {
         if let Some(rule) = self.prefix_violation() {
             return Err(sessionkit_core::Error::Config(format!(
                 "cookie name {:?}: {rule}",
-                self.get_name()
+                self.name()
             )));
         }
         self.warn_if_unprefixed();
@@ -218,10 +255,10 @@ impl CookieConfig {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
                 tracing::warn!(
-                    name = self.get_name(),
+                    name = self.name(),
                     "the session cookie is not Secure, so its default name has no \
                      `__Host-` prefix: any host of the site can plant a session cookie; \
-                     use secure(false) only for local development"
+                     use with_secure(false) only for local development"
                 );
             });
         }
@@ -233,12 +270,12 @@ impl CookieConfig {
         if let Some(rule) = self.prefix_violation() {
             static LOGGED: std::sync::Once = std::sync::Once::new();
             LOGGED.call_once(|| {
-                tracing::error!(name = self.get_name(), "session cookie refused: {rule}");
+                tracing::error!(name = self.name(), "session cookie refused: {rule}");
             });
             return None;
         }
         self.warn_if_unprefixed();
-        let mut b = Cookie::build((self.get_name().to_owned(), value))
+        let mut b = Cookie::build((self.name().to_owned(), value))
             .secure(self.secure)
             .http_only(self.http_only);
         if let Some(same_site) = self.same_site {
@@ -284,6 +321,14 @@ impl CookieConfig {
 /// response carries the new one in the response header (default
 /// `x-session-token`); after `destroy()` that header is sent with an empty
 /// value, meaning "discard your ticket".
+///
+/// ```
+/// use http::HeaderName;
+/// use sessionkit_http::BearerConfig;
+///
+/// let bearer = BearerConfig::new().with_response_header(HeaderName::from_static("x-ticket"));
+/// assert_eq!(bearer.response_header(), "x-ticket");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BearerConfig {
     response_header: HeaderName,
@@ -304,13 +349,13 @@ impl BearerConfig {
     }
 
     /// The response header that carries a new ticket.
-    pub fn response_header(mut self, name: HeaderName) -> Self {
+    pub fn with_response_header(mut self, name: HeaderName) -> Self {
         self.response_header = name;
         self
     }
 
     /// The configured response header.
-    pub fn get_response_header(&self) -> &HeaderName {
+    pub fn response_header(&self) -> &HeaderName {
         &self.response_header
     }
 }
@@ -359,7 +404,7 @@ impl Transport {
     /// The tickets a request presents, in the order to try them.
     ///
     /// Cookie transport: the non-empty values of the cookies with exactly
-    /// the configured name ([`CookieConfig::get_name`], compared with
+    /// the configured name ([`CookieConfig::name`], compared with
     /// case), at most [`MAX_COOKIE_CANDIDATES`], each at most
     /// [`MAX_TICKET_LEN`] bytes (a sibling subdomain may have planted extra
     /// ones under an unprefixed name, so several are tried; with the
@@ -393,7 +438,7 @@ impl Transport {
                 if config.prefix_violation().is_some() {
                     return found;
                 }
-                let name = config.get_name();
+                let name = config.name();
                 for header in cookie_headers {
                     let Ok(text) = std::str::from_utf8(header) else {
                         continue;
@@ -648,7 +693,7 @@ mod tests {
                 .is_empty()
         );
         // The old default name is read only when asked for.
-        let legacy = Transport::Cookie(CookieConfig::new().name("id"));
+        let legacy = Transport::Cookie(CookieConfig::new().with_name("id"));
         assert_eq!(
             legacy.tickets_from([header.as_bytes()], None),
             ["planted", "planted5"]
@@ -658,11 +703,11 @@ mod tests {
     #[test]
     fn default_name_follows_the_attributes() {
         let c = CookieConfig::new();
-        assert_eq!(c.get_name(), "__Host-id");
+        assert_eq!(c.name(), "__Host-id");
         assert!(c.validate().is_ok());
         // Local development: no prefix is allowed without Secure.
-        let dev = CookieConfig::new().secure(false);
-        assert_eq!(dev.get_name(), "id");
+        let dev = CookieConfig::new().with_secure(false);
+        assert_eq!(dev.name(), "id");
         assert!(dev.validate().is_ok());
         let s = dev.set_cookie("abc").unwrap();
         let s = s.to_str().unwrap();
@@ -673,8 +718,8 @@ mod tests {
             ["dev"]
         );
         // Secure, but a Domain or another Path rule out `__Host-`.
-        let shared = CookieConfig::new().domain(Some("example.com"));
-        assert_eq!(shared.get_name(), "__Secure-id");
+        let shared = CookieConfig::new().with_domain(Some("example.com"));
+        assert_eq!(shared.name(), "__Secure-id");
         let s = shared.set_cookie("abc").unwrap();
         let s = s.to_str().unwrap();
         assert!(s.starts_with("__Secure-id=abc;"), "{s}");
@@ -683,16 +728,16 @@ mod tests {
             "{s}"
         );
         assert_eq!(
-            CookieConfig::new().path(Some("/app")).get_name(),
+            CookieConfig::new().with_path(Some("/app")).name(),
             "__Secure-id"
         );
         assert_eq!(
-            CookieConfig::new().path(None::<&str>).get_name(),
+            CookieConfig::new().with_path(None::<&str>).name(),
             "__Secure-id"
         );
         // A custom name is used as given.
-        let custom = CookieConfig::new().name("sid").secure(false);
-        assert_eq!(custom.get_name(), "sid");
+        let custom = CookieConfig::new().with_name("sid").with_secure(false);
+        assert_eq!(custom.name(), "sid");
         assert!(custom.validate().is_ok());
         assert!(
             custom
@@ -707,15 +752,27 @@ mod tests {
     #[test]
     fn invalid_prefix_combinations_are_refused() {
         let refused = [
-            CookieConfig::new().name("__Host-sid").secure(false),
-            CookieConfig::new().name("__Host-sid").path(Some("/app")),
-            CookieConfig::new().name("__Host-sid").path(None::<&str>),
             CookieConfig::new()
-                .name("__Host-sid")
-                .domain(Some("example.com")),
-            CookieConfig::new().name("__host-sid").secure(false),
-            CookieConfig::new().name("__Secure-sid").secure(false),
-            CookieConfig::new().name("__SECURE-sid").secure(false),
+                .with_name("__Host-sid")
+                .with_secure(false),
+            CookieConfig::new()
+                .with_name("__Host-sid")
+                .with_path(Some("/app")),
+            CookieConfig::new()
+                .with_name("__Host-sid")
+                .with_path(None::<&str>),
+            CookieConfig::new()
+                .with_name("__Host-sid")
+                .with_domain(Some("example.com")),
+            CookieConfig::new()
+                .with_name("__host-sid")
+                .with_secure(false),
+            CookieConfig::new()
+                .with_name("__Secure-sid")
+                .with_secure(false),
+            CookieConfig::new()
+                .with_name("__SECURE-sid")
+                .with_secure(false),
         ];
         for c in refused {
             let err = c.validate().expect_err("refused");
@@ -723,7 +780,7 @@ mod tests {
             assert!(Transport::Cookie(c.clone()).validate().is_err());
             assert!(c.set_cookie("t").is_none(), "{c:?}");
             assert!(c.removal_cookie().is_none(), "{c:?}");
-            let header = format!("{}=t", c.get_name());
+            let header = format!("{}=t", c.name());
             assert!(
                 Transport::Cookie(c)
                     .tickets_from([header.as_bytes()], None)
@@ -731,12 +788,14 @@ mod tests {
             );
         }
         let allowed = [
-            CookieConfig::new().name("__Host-sid"),
-            CookieConfig::new().name("__Secure-sid").path(Some("/app")),
+            CookieConfig::new().with_name("__Host-sid"),
             CookieConfig::new()
-                .name("__Secure-sid")
-                .domain(Some("example.com")),
-            CookieConfig::new().name("host-sid").secure(false),
+                .with_name("__Secure-sid")
+                .with_path(Some("/app")),
+            CookieConfig::new()
+                .with_name("__Secure-sid")
+                .with_domain(Some("example.com")),
+            CookieConfig::new().with_name("host-sid").with_secure(false),
         ];
         for c in allowed {
             assert!(c.validate().is_ok(), "{c:?}");

@@ -6,14 +6,16 @@
 //!
 //! - **Transport** ([`Transport`], [`CookieConfig`], [`BearerConfig`]): the
 //!   safe cookie defaults (`Secure; HttpOnly; SameSite=Lax; Path=/`, no
-//!   `Domain`, no `Max-Age`, name `__Host-id`: with that prefix a sibling subdomain or a plain-HTTP origin cannot plant a session cookie; `id` with `secure(false)`), the `Set-Cookie` and removal
+//!   `Domain`, no `Max-Age`, name `__Host-id`: with that prefix a sibling subdomain or a plain-HTTP origin cannot plant a session cookie; `id` with `with_secure(false)`), the `Set-Cookie` and removal
 //!   cookie, reading the ticket from the `Cookie` header (up to
 //!   [`MAX_COOKIE_CANDIDATES`] same-name cookies tried, each at most
 //!   [`MAX_TICKET_LEN`] bytes) or from `Authorization: Bearer`, and the
 //!   response headers that hand a new ticket out ([`HeaderChange`]).
 //! - **The request's session** ([`RequestSession`]): lazy load, the handle
-//!   methods (`get`, `modify`, `insert`, `login`, `rotate`, `destroy`,
-//!   `update`, `verify_fresh`, ...), and [`RequestSession::finish`], the
+//!   methods (`data`, `modify`, `modify_or_insert_with`, `set_data`,
+//!   `login`, `rotate`, `destroy`, `update`, `verify_fresh`, ...; `get`,
+//!   `insert` and `remove` of one key on a `Bag` session), and
+//!   [`RequestSession::finish`], the
 //!   save policy after the handler: save only if changed, never after a
 //!   5xx ([`saves_after`]), compare-and-swap with the conflict status when
 //!   the save lost, a new ticket sent only when it changed.

@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::StatusCode;
-use sessionkit_core::{Result, Session, SessionData, SessionId, SessionManager, Timestamp};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sessionkit_core::{Bag, Result, Session, SessionData, SessionId, SessionManager, Timestamp};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::config::{BearerConfig, CookieConfig, HeaderChange, HeaderMode, Transport};
@@ -61,13 +63,15 @@ struct Shared<T> {
 }
 
 /// The request's session: the framework-independent core of
-/// `sessionkit_axum::RequestSession` and `sessionkit_actix::RequestSession`,
+/// `sessionkit_axum::SessionHandle` and `sessionkit_actix::SessionHandle`,
 /// which wrap it (use those in handlers).
 ///
 /// Loaded lazily the first time a method needs it (a handler that never
 /// touches the session costs no store access). Changes made through
-/// [`insert`](Self::insert), [`modify`](Self::modify) or
-/// [`set_subject`](Self::set_subject) are written by
+/// [`set_data`](Self::set_data), [`modify`](Self::modify),
+/// [`modify_or_insert_with`](Self::modify_or_insert_with),
+/// [`set_subject`](Self::set_subject) and, on a [`Bag`] session,
+/// [`insert`](Self::insert) and [`remove`](Self::remove) are written by
 /// [`finish`](Self::finish) after the handler, unless the handler answered
 /// with a 5xx; stateful, a save that lost a compare-and-swap race turns the
 /// response into the conflict status (409), never a silently lost update.
@@ -244,8 +248,10 @@ impl<T: SessionData> RequestSession<T> {
         Ok(!matches!(self.state().await?.current, Current::Empty))
     }
 
-    /// A copy of the session data, `None` without a session.
-    pub async fn get(&self) -> Result<Option<T>>
+    /// A copy of the session data, `None` without a session (the
+    /// whole-value getter; on a [`Bag`] session, [`get`](Self::get) reads
+    /// one key). [`read`](Self::read) borrows instead of cloning.
+    pub async fn data(&self) -> Result<Option<T>>
     where
         T: Clone,
     {
@@ -280,10 +286,75 @@ impl<T: SessionData> RequestSession<T> {
         })
     }
 
-    /// Replaces the session data. Without a session, starts an anonymous
-    /// one holding `data`; it is stored (and its ticket sent) after the
-    /// handler, unless the response is a server error.
-    pub async fn insert(&self, data: T) -> Result<()> {
+    /// Changes the session data through `f`, starting an anonymous
+    /// session holding `default()` first when there is none: touching a
+    /// possibly empty session in one call. Returns what `f` returns.
+    ///
+    /// Saved after the handler like [`modify`](Self::modify) (stateful:
+    /// compare-and-swap, the conflict status when another request saved
+    /// first); a session started here is stored, with a fresh
+    /// server-generated ID, after the handler unless the response is a
+    /// server error, exactly as with [`set_data`](Self::set_data).
+    /// `default` runs only when there is no session.
+    ///
+    /// ```
+    /// # use sessionkit_core::{SessionManager, testing::VecStore};
+    /// # use sessionkit_http::RequestSession;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let manager = SessionManager::<Vec<String>>::stateful(VecStore::default()).build()?;
+    /// let session = RequestSession::new(manager, Vec::new()); // a request without a ticket
+    /// let len = session
+    ///     .modify_or_insert_with(Vec::new, |cart| {
+    ///         cart.push("apple".to_owned());
+    ///         cart.len()
+    ///     })
+    ///     .await?;
+    /// assert_eq!(len, 1);
+    /// # Ok::<(), sessionkit_core::Error>(()) }).unwrap();
+    /// ```
+    pub async fn modify_or_insert_with<R>(
+        &self,
+        default: impl FnOnce() -> T,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R> {
+        self.try_modify_or_insert_with(default, |data| Ok(f(data)))
+            .await
+    }
+
+    /// [`modify_or_insert_with`](Self::modify_or_insert_with) with a
+    /// fallible `f`, which must leave the data unchanged when it fails:
+    /// then nothing is marked for saving and no session is started.
+    async fn try_modify_or_insert_with<R>(
+        &self,
+        default: impl FnOnce() -> T,
+        f: impl FnOnce(&mut T) -> Result<R>,
+    ) -> Result<R> {
+        let mut state = self.state().await?;
+        let state = &mut *state;
+        match &mut state.current {
+            Current::Live(s) => {
+                let out = f(s.data_mut())?;
+                state.dirty = true;
+                Ok(out)
+            }
+            Current::Pending { data, .. } => f(data),
+            Current::Empty => {
+                let mut data = default();
+                let out = f(&mut data)?;
+                state.current = Current::Pending {
+                    subject: None,
+                    data,
+                };
+                Ok(out)
+            }
+        }
+    }
+
+    /// Replaces the session data (the whole-value setter; on a [`Bag`]
+    /// session, [`insert`](Self::insert) sets one key). Without a session,
+    /// starts an anonymous one holding `data`; it is stored (and its ticket
+    /// sent) after the handler, unless the response is a server error.
+    pub async fn set_data(&self, data: T) -> Result<()> {
         let mut state = self.state().await?;
         match &mut state.current {
             Current::Live(s) => {
@@ -386,7 +457,7 @@ impl<T: SessionData> RequestSession<T> {
     /// [`Error::InvalidToken`](sessionkit_core::Error::InvalidToken) with
     /// `IssuedBeforeLogout`, or [`Error::Conflict`](sessionkit_core::Error::Conflict)),
     /// which [`status_for`](crate::status_for) answers with 409 Conflict (or the
-    /// [`conflict_status`](SessionConfig::conflict_status)). Nothing
+    /// [`with_conflict_status`](SessionConfig::with_conflict_status)). Nothing
     /// is live under a new ticket and none is sent to the client; a session
     /// that was ended is empty for the rest of the request. Never a silent
     /// success.
@@ -534,9 +605,134 @@ impl<T: SessionData> RequestSession<T> {
     }
 }
 
+/// Key-value access for `Bag` sessions, in the manner of tower-sessions'
+/// `Session`: `get`, `insert` and `remove` one key at a time.
+///
+/// The same rules as the rest of the handle: the session is loaded lazily,
+/// changes are saved once after the handler (stateful: compare-and-swap,
+/// the conflict status when another request saved first), and
+/// [`insert`](Self::insert) into a request without a session starts an
+/// anonymous one, stored with a fresh server-generated ID after the handler
+/// (never an ID the client presented). A value that does not read back as
+/// the requested type is [`Error::Decode`](sessionkit_core::Error::Decode),
+/// one that cannot be encoded [`Error::Encode`](sessionkit_core::Error::Encode):
+/// returned, never ignored (both answered with 500 by the web integrations).
+///
+/// ```
+/// # use sessionkit_core::{Bag, SessionManager, testing::VecStore};
+/// # use sessionkit_http::{RequestSession, SessionConfig};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let manager = SessionManager::<Bag>::stateful(VecStore::default()).build()?;
+/// let session = RequestSession::new(manager, Vec::new()); // a request without a ticket
+/// let n: u32 = session.get("counter").await?.unwrap_or_default();
+/// session.insert("counter", &(n + 1)).await?; // starts the session
+/// assert_eq!(session.get::<u32>("counter").await?, Some(1));
+/// assert!(session.get::<String>("counter").await.is_err()); // not a String
+///
+/// // After the handler: the new session is stored and its ticket sent.
+/// let done = session.finish(&SessionConfig::new(), http::StatusCode::OK).await;
+/// assert!(done.replace_with.is_none() && !done.headers.is_empty());
+/// # Ok::<(), sessionkit_core::Error>(()) }).unwrap();
+/// ```
+impl RequestSession<Bag> {
+    /// Reads `key` as a `V`: `None` without a session or without the key;
+    /// [`Error::Decode`](sessionkit_core::Error::Decode) when the stored
+    /// value is not a `V`. Never starts a session.
+    ///
+    /// ```
+    /// # use sessionkit_core::{Bag, SessionManager, testing::VecStore};
+    /// # use sessionkit_http::RequestSession;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let manager = SessionManager::<Bag>::stateful(VecStore::default()).build()?;
+    /// let session = RequestSession::new(manager, Vec::new());
+    /// assert_eq!(session.get::<u64>("user_id").await?, None);
+    /// assert!(!session.exists().await?);
+    /// # Ok::<(), sessionkit_core::Error>(()) }).unwrap();
+    /// ```
+    pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        Ok(self.read(|bag| bag.get(key)).await?.transpose()?.flatten())
+    }
+
+    /// Stores `value` under `key` (saved after the handler). Without a
+    /// session, starts an anonymous one holding just this key, stored with
+    /// a fresh server-generated ID after the handler unless the response is
+    /// a server error. [`Error::Encode`](sessionkit_core::Error::Encode)
+    /// when `value` cannot be encoded; the session is then left as it was.
+    ///
+    /// ```
+    /// # use sessionkit_core::{Bag, SessionManager, testing::VecStore};
+    /// # use sessionkit_http::RequestSession;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let manager = SessionManager::<Bag>::stateful(VecStore::default()).build()?;
+    /// let session = RequestSession::new(manager, Vec::new());
+    /// session.insert("cart", &["apple", "pear"]).await?;
+    /// assert!(session.exists().await?);
+    /// assert_eq!(session.get::<Vec<String>>("cart").await?.map(|c| c.len()), Some(2));
+    /// # Ok::<(), sessionkit_core::Error>(()) }).unwrap();
+    /// ```
+    pub async fn insert<V: Serialize + ?Sized>(
+        &self,
+        key: impl Into<String>,
+        value: &V,
+    ) -> Result<()> {
+        let key = key.into();
+        self.try_modify_or_insert_with(Bag::new, |bag| bag.insert(key, value).map(drop))
+            .await
+    }
+
+    /// Removes `key` and returns its value read as a `V` (`None` without a
+    /// session or without the key; saved after the handler). When the
+    /// stored value is not a `V`, fails with
+    /// [`Error::Decode`](sessionkit_core::Error::Decode) and removes
+    /// nothing; `remove::<serde::de::IgnoredAny>(key)` removes a value of
+    /// any type. Never starts a session.
+    ///
+    /// ```
+    /// # use sessionkit_core::{Bag, SessionManager, testing::VecStore};
+    /// # use sessionkit_http::RequestSession;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let manager = SessionManager::<Bag>::stateful(VecStore::default()).build()?;
+    /// let session = RequestSession::new(manager, Vec::new());
+    /// session.insert("flash", "saved!").await?;
+    /// assert_eq!(session.remove::<String>("flash").await?.as_deref(), Some("saved!"));
+    /// assert_eq!(session.remove::<String>("flash").await?, None);
+    /// # Ok::<(), sessionkit_core::Error>(()) }).unwrap();
+    /// ```
+    pub async fn remove<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        let mut state = self.state().await?;
+        let state = &mut *state;
+        let (bag, live) = match &mut state.current {
+            Current::Live(s) => (s.data_mut(), true),
+            Current::Pending { data, .. } => (data, false),
+            Current::Empty => return Ok(None),
+        };
+        let Some(old) = bag.get::<V>(key)? else {
+            return Ok(None);
+        };
+        bag.remove(key);
+        state.dirty |= live;
+        Ok(Some(old))
+    }
+}
+
 /// The per-application settings of a web integration: the transport and
 /// the status of a lost compare-and-swap. The integrations' layers and
-/// middleware hold one and expose its setters.
+/// middleware hold one and expose its setters (as `cookie`, `bearer`,
+/// `transport` and `conflict_status`).
+///
+/// Like the other configuration values, it has `with_*` setters and
+/// plain getters:
+///
+/// ```
+/// use http::StatusCode;
+/// use sessionkit_http::{BearerConfig, SessionConfig, Transport};
+///
+/// let config = SessionConfig::new()
+///     .with_bearer(BearerConfig::new())
+///     .with_conflict_status(StatusCode::PRECONDITION_FAILED);
+/// assert!(matches!(config.transport(), Transport::Bearer(_)));
+/// assert_eq!(config.conflict_status(), StatusCode::PRECONDITION_FAILED);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
     transport: Transport,
@@ -560,13 +756,13 @@ impl SessionConfig {
     }
 
     /// Carries the ticket in a cookie with these attributes.
-    pub fn cookie(self, cookie: CookieConfig) -> Self {
-        self.transport(Transport::Cookie(cookie))
+    pub fn with_cookie(self, cookie: CookieConfig) -> Self {
+        self.with_transport(Transport::Cookie(cookie))
     }
 
     /// Carries the ticket in `Authorization: Bearer`.
-    pub fn bearer(self, bearer: BearerConfig) -> Self {
-        self.transport(Transport::Bearer(bearer))
+    pub fn with_bearer(self, bearer: BearerConfig) -> Self {
+        self.with_transport(Transport::Bearer(bearer))
     }
 
     /// Sets the transport.
@@ -577,7 +773,7 @@ impl SessionConfig {
     /// `__Host-` or `__Secure-` cookie name whose attributes break the
     /// prefix's rules): a configuration mistake, caught when the layer is
     /// built rather than at the first request.
-    pub fn transport(mut self, transport: Transport) -> Self {
+    pub fn with_transport(mut self, transport: Transport) -> Self {
         if let Err(e) = transport.validate() {
             panic!("invalid session transport: {e}");
         }
@@ -588,18 +784,18 @@ impl SessionConfig {
     /// The status of a response whose automatic save lost to a concurrent
     /// change of the same session, or found it gone, and of a handler's
     /// session error that lost to a concurrent request (default 409).
-    pub fn conflict_status(mut self, status: StatusCode) -> Self {
+    pub fn with_conflict_status(mut self, status: StatusCode) -> Self {
         self.conflict_status = status;
         self
     }
 
     /// The configured transport.
-    pub fn get_transport(&self) -> &Transport {
+    pub fn transport(&self) -> &Transport {
         &self.transport
     }
 
     /// The configured conflict status.
-    pub fn get_conflict_status(&self) -> StatusCode {
+    pub fn conflict_status(&self) -> StatusCode {
         self.conflict_status
     }
 
@@ -747,5 +943,65 @@ impl<T: SessionData> RequestSession<T> {
             replace_with: failure,
             headers,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sessionkit_core::testing::VecStore;
+
+    use super::*;
+
+    fn bag_manager() -> SessionManager<Bag> {
+        SessionManager::stateful(VecStore::default())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn key_value_changes_to_a_session_started_in_the_request_are_all_stored() {
+        let manager = bag_manager();
+        let session = RequestSession::new(manager.clone(), Vec::new());
+        assert_eq!(session.remove::<u32>("a").await.unwrap(), None);
+        assert!(!session.exists().await.unwrap(), "remove starts nothing");
+        session.insert("a", &1u32).await.unwrap();
+        session.insert("b", "two").await.unwrap();
+        assert_eq!(session.remove::<u32>("a").await.unwrap(), Some(1));
+        assert!(session.remove::<u32>("b").await.is_err(), "not a u32");
+        let done = session.finish(&SessionConfig::new(), StatusCode::OK).await;
+        assert_eq!(done.replace_with, None);
+        let ticket = session.shared.state.lock().await;
+        let Current::Live(live) = &ticket.current else {
+            panic!("the session was not created");
+        };
+        let stored = manager.load(live.ticket().as_str()).await.unwrap().unwrap();
+        assert!(!stored.data().contains_key("a"));
+        assert_eq!(
+            stored.data().get::<String>("b").unwrap().as_deref(),
+            Some("two")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_insert_marks_nothing_for_saving() {
+        let manager = bag_manager();
+        let mut bag = Bag::new();
+        bag.insert("a", &1u32).unwrap();
+        let s = manager.create(None, bag).await.unwrap();
+        let session = RequestSession::new(manager.clone(), vec![s.ticket().as_str().to_owned()]);
+        let bad = std::collections::HashMap::from([((1u8, 2u8), 3u8)]);
+        let err = session.insert("bad", &bad).await.unwrap_err();
+        assert!(matches!(err, sessionkit_core::Error::Encode(_)), "{err:?}");
+        assert!(!session.shared.state.lock().await.dirty);
+        let done = session.finish(&SessionConfig::new(), StatusCode::OK).await;
+        assert_eq!(
+            done,
+            Finish {
+                replace_with: None,
+                headers: Vec::new()
+            }
+        );
+        let stored = manager.load(s.ticket().as_str()).await.unwrap().unwrap();
+        assert_eq!(stored.version(), s.version(), "not saved");
     }
 }

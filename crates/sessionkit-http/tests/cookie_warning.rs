@@ -52,21 +52,21 @@ fn insecure_default_name_warns_once() {
         // Secure defaults and custom names: no warning.
         CookieConfig::new().validate().unwrap();
         CookieConfig::new()
-            .name("sid")
-            .secure(false)
+            .with_name("sid")
+            .with_secure(false)
             .validate()
             .unwrap();
         CookieConfig::new().set_cookie("t").unwrap();
         assert_eq!(count.load(Ordering::SeqCst), 0);
-        // secure(false) with the default name: warned when validated...
-        let dev = CookieConfig::new().secure(false);
-        assert_eq!(dev.get_name(), "id");
+        // with_secure(false) with the default name: warned when validated...
+        let dev = CookieConfig::new().with_secure(false);
+        assert_eq!(dev.name(), "id");
         Transport::Cookie(dev.clone()).validate().unwrap();
         assert_eq!(count.load(Ordering::SeqCst), 1);
         // ...and only once, however often it is built or used.
         dev.validate().unwrap();
         dev.set_cookie("t").unwrap();
-        CookieConfig::new().secure(false).validate().unwrap();
+        CookieConfig::new().with_secure(false).validate().unwrap();
         assert_eq!(count.load(Ordering::SeqCst), 1);
     });
 }

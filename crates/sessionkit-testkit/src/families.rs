@@ -740,7 +740,9 @@ pub async fn family_devices_list(store: Arc<dyn SessionStore>) {
         .login_with(
             &subject,
             &profile(),
-            ClientInfo::new().name("phone").user_agent("Phone/1"),
+            ClientInfo::new()
+                .with_name("phone")
+                .with_user_agent("Phone/1"),
         )
         .await
         .expect("login");
@@ -749,7 +751,9 @@ pub async fn family_devices_list(store: Arc<dyn SessionStore>) {
         .login_with(
             &subject,
             &profile(),
-            ClientInfo::new().name("laptop").address("192.0.2.7"),
+            ClientInfo::new()
+                .with_name("laptop")
+                .with_address("192.0.2.7"),
         )
         .await
         .expect("login");
@@ -757,11 +761,11 @@ pub async fn family_devices_list(store: Arc<dyn SessionStore>) {
     let listed = h.families(&subject).await.expect("families");
     assert_eq!(listed.len(), 2, "two logins, two families");
     assert_eq!(listed[0].id, phone.family());
-    assert_eq!(listed[0].client.get_name(), Some("phone"));
-    assert_eq!(listed[0].client.get_user_agent(), Some("Phone/1"));
+    assert_eq!(listed[0].client.name(), Some("phone"));
+    assert_eq!(listed[0].client.user_agent(), Some("Phone/1"));
     assert_eq!(listed[0].generation, 1);
     assert_eq!(listed[1].id, laptop.family());
-    assert_eq!(listed[1].client.get_address(), Some("192.0.2.7"));
+    assert_eq!(listed[1].client.address(), Some("192.0.2.7"));
     assert_eq!(listed[1].generation, 2);
     assert!(listed[1].last_used >= listed[1].created_at);
     assert!(
