@@ -6,7 +6,7 @@ use sessionkit_core::{Error, SessionId, Timestamp, TokenClaims, TokenCodec, Toke
 
 /// An unsigned test codec: enough to exercise the manager's stateless path
 /// (the real one is `sessionkit-jwt`).
-pub struct PlainCodec;
+pub(crate) struct PlainCodec;
 
 #[derive(Serialize, Deserialize)]
 struct Wire {

