@@ -81,7 +81,7 @@ if [ "$mode" != report ]; then
   start=$(date +%s)
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   cargo bench -p sessionkit-benches --no-fail-fast \
-    --bench memory --bench redis --bench sql --bench jwt --bench footprint \
+    --bench memory --bench redis --bench sql --bench jwt --bench footprint --bench secrets \
     -- --warm-up-time "$BENCH_WARM_UP" --measurement-time "$BENCH_MEASURE"
   took=$(( $(date +%s) - start ))
   load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -132,7 +132,7 @@ lock = tomllib.load(open("Cargo.lock", "rb"))
 wanted = ["sessionkit", "redis", "sqlx", "moka", "jsonwebtoken", "tokio", "criterion",
           "tower-sessions", "tower-sessions-core", "tower-sessions-moka-store",
           "tower-sessions-redis-store", "tower-sessions-sqlx-store", "fred", "libsqlite3-sys",
-          "bincode"]
+          "bincode", "pasetors", "chacha20poly1305"]
 crates = {}
 for p in lock.get("package", []):
     if p["name"] in wanted:

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use serde::{Deserialize, Serialize};
-use sessionkit::{PayloadCodec, Session, SessionManager, SessionStore, async_trait};
+use sessionkit::{
+    ManagerBuilder, PayloadCodec, Session, SessionManager, SessionStore, async_trait,
+};
 use tokio::runtime::Runtime;
 
 /// One line item of the cart in [`Sess`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CartItem {
+pub(crate) struct CartItem {
     pub sku: String,
     pub qty: u32,
     pub price_cents: u64,
@@ -29,7 +31,7 @@ pub struct CartItem {
 /// A realistic web session: who is logged in, CSRF token, preferences, a
 /// small cart. `notes` pads it to the payload size under test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sess {
+pub(crate) struct Sess {
     pub user_id: u64,
     pub username: String,
     pub email: String,
@@ -45,7 +47,7 @@ pub struct Sess {
 
 /// A payload size under test.
 #[derive(Clone)]
-pub struct Payload {
+pub(crate) struct Payload {
     /// Short label used in the benchmark IDs: `200B` or `4KiB`.
     pub label: &'static str,
     /// The session value.
@@ -83,7 +85,7 @@ fn base_session() -> Sess {
 
 impl Payload {
     /// A session whose default-codec encoding is `target` bytes (± 1).
-    pub fn sized(label: &'static str, target: usize) -> Payload {
+    pub(crate) fn sized(label: &'static str, target: usize) -> Payload {
         let codec = PayloadCodec::default();
         let mut data = base_session();
         let base = codec.encode(&data).expect("encode").len();
@@ -103,29 +105,29 @@ impl Payload {
     }
 
     /// The two payloads of the suite: ~200 bytes and 4 KiB.
-    pub fn both() -> Vec<Payload> {
+    pub(crate) fn both() -> Vec<Payload> {
         vec![Payload::sized("200B", 200), Payload::sized("4KiB", 4096)]
     }
 }
 
 /// The payload codec everyone uses (sessionkit's default).
-pub fn codec() -> PayloadCodec {
+pub(crate) fn codec() -> PayloadCodec {
     PayloadCodec::default()
 }
 
 /// Encodes with the default codec (what a hand-written baseline does).
-pub fn encode(data: &Sess) -> Vec<u8> {
+pub(crate) fn encode(data: &Sess) -> Vec<u8> {
     codec().encode(data).expect("encode")
 }
 
 /// Decodes with the default codec.
-pub fn decode(bytes: &[u8]) -> Sess {
+pub(crate) fn decode(bytes: &[u8]) -> Sess {
     codec().decode(bytes).expect("decode")
 }
 
 /// The tokio runtime every bench runs on: multi-threaded, two workers (the
 /// benchmark machine has two cores).
-pub fn runtime() -> Runtime {
+pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,19 +135,21 @@ pub fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
-/// Criterion with short defaults (overridable on the command line, e.g.
-/// `-- --warm-up-time 1 --measurement-time 2`).
-pub fn criterion() -> Criterion {
+/// Criterion with short defaults: warm-up `BENCH_WARM_UP` seconds (default
+/// 0.5) and measurement `BENCH_MEASURE` seconds (default 1.5), the
+/// variables `scripts/bench.sh` reads; the command line overrides both,
+/// e.g. `-- --warm-up-time 1 --measurement-time 2`.
+pub(crate) fn criterion() -> Criterion {
     Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1500))
+        .warm_up_time(env_secs("BENCH_WARM_UP", 0.5))
+        .measurement_time(env_secs("BENCH_MEASURE", 1.5))
         .sample_size(20)
         .without_plots()
         .configure_from_args()
 }
 
 /// A comma-separated list of sizes from the environment, or `default`.
-pub fn env_sizes(var: &str, default: &[u64]) -> Vec<u64> {
+pub(crate) fn env_sizes(var: &str, default: &[u64]) -> Vec<u64> {
     match std::env::var(var) {
         Ok(s) if !s.trim().is_empty() => s
             .split(',')
@@ -155,8 +159,18 @@ pub fn env_sizes(var: &str, default: &[u64]) -> Vec<u64> {
     }
 }
 
+/// A positive number of seconds from the environment, or `default`.
+pub(crate) fn env_secs(var: &str, default: f64) -> Duration {
+    let secs = std::env::var(var)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(default);
+    Duration::from_secs_f64(secs)
+}
+
 /// A number from the environment, or `default`.
-pub fn env_u64(var: &str, default: u64) -> u64 {
+pub(crate) fn env_u64(var: &str, default: u64) -> u64 {
     std::env::var(var)
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -164,17 +178,17 @@ pub fn env_u64(var: &str, default: u64) -> u64 {
 }
 
 /// A URL from the environment, or the loopback default.
-pub fn env_url(var: &str, default: &str) -> String {
+pub(crate) fn env_url(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
 }
 
 /// Prints a loud skip line (benches never fail for a missing server).
-pub fn skipped(what: &str, why: impl std::fmt::Display) {
+pub(crate) fn skipped(what: &str, why: impl std::fmt::Display) {
     eprintln!("SKIPPED: {what}: {why}");
 }
 
 /// A short random tag for table names and key prefixes of one run.
-pub fn run_tag() -> String {
+pub(crate) fn run_tag() -> String {
     let id = sessionkit::SessionId::generate();
     id.as_str()
         .chars()
@@ -186,7 +200,7 @@ pub fn run_tag() -> String {
 
 /// Where side measurements (scale, footprint, cleanup cost) are written for
 /// the report generator: `$CARGO_TARGET_DIR/criterion/sessionkit-extra/`.
-pub fn extra_dir() -> std::path::PathBuf {
+pub(crate) fn extra_dir() -> std::path::PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     let dir = std::path::Path::new(&target)
         .join("criterion")
@@ -196,30 +210,33 @@ pub fn extra_dir() -> std::path::PathBuf {
 }
 
 /// Writes one side measurement as a small JSON file.
-pub fn write_extra(name: &str, json: String) {
+pub(crate) fn write_extra(name: &str, json: String) {
     let path = extra_dir().join(format!("{name}.json"));
     std::fs::write(&path, json).expect("write extra measurement");
     eprintln!("wrote {}", path.display());
 }
 
 /// Idle timeout used everywhere: one hour.
-pub const IDLE: Duration = Duration::from_secs(3600);
+pub(crate) const IDLE: Duration = Duration::from_secs(3600);
 
-/// A manager over `store` for the benches: one-hour idle timeout and a long
-/// touch interval, so that a load never writes.
-pub fn manager<S: SessionStore>(store: S) -> SessionManager<Sess> {
+/// The builder of [`manager`], for benches that change one option of it.
+pub(crate) fn manager_builder<S: SessionStore>(store: S) -> ManagerBuilder<Sess> {
     SessionManager::<Sess>::stateful(store)
         .idle_timeout(IDLE)
         .absolute_timeout(Duration::from_secs(8 * 3600))
         .touch_interval(Duration::from_secs(1800))
-        .build()
-        .expect("manager")
+}
+
+/// A manager over `store` for the benches: one-hour idle timeout and a long
+/// touch interval, so that a load never writes.
+pub(crate) fn manager<S: SessionStore>(store: S) -> SessionManager<Sess> {
+    manager_builder(store).build().expect("manager")
 }
 
 /// One implementation under test: create, load (decoded), save, delete of a
 /// typed session.
 #[async_trait]
-pub trait Ops: Send + Sync + 'static {
+pub(crate) trait Ops: Send + Sync + 'static {
     /// What the caller keeps between calls (ticket / key plus the data).
     type H: Send + Sync + 'static;
     async fn create(&self, data: &Sess) -> Self::H;
@@ -229,19 +246,19 @@ pub trait Ops: Send + Sync + 'static {
 }
 
 /// sessionkit through the application API.
-pub struct Sk {
+pub(crate) struct Sk {
     pub mgr: SessionManager<Sess>,
     pub subject: Option<&'static str>,
 }
 
 impl Sk {
-    pub fn new<S: SessionStore>(store: S) -> Arc<Sk> {
+    pub(crate) fn new<S: SessionStore>(store: S) -> Arc<Sk> {
         Arc::new(Sk {
             mgr: manager(store),
             subject: None,
         })
     }
-    pub fn with_subject<S: SessionStore>(store: S, subject: &'static str) -> Arc<Sk> {
+    pub(crate) fn with_subject<S: SessionStore>(store: S, subject: &'static str) -> Arc<Sk> {
         Arc::new(Sk {
             mgr: manager(store),
             subject: Some(subject),
@@ -279,7 +296,7 @@ impl Ops for Sk {
 
 /// The four operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Create,
     Load,
     Save,
@@ -287,8 +304,8 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Create, Op::Load, Op::Save, Op::Delete];
-    pub fn name(self) -> &'static str {
+    pub(crate) const ALL: [Op; 4] = [Op::Create, Op::Load, Op::Save, Op::Delete];
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Create => "create",
             Op::Load => "load",
@@ -303,7 +320,7 @@ impl Op {
 const CHUNK: u64 = 512;
 
 /// Times `iters` runs of `op`, excluding the untimed setup and cleanup.
-pub async fn time_op<O: Ops>(o: &O, op: Op, data: &Sess, iters: u64) -> Duration {
+pub(crate) async fn time_op<O: Ops>(o: &O, op: Op, data: &Sess, iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     match op {
         Op::Create => {
@@ -366,7 +383,7 @@ type Timed = Pin<Box<dyn Future<Output = Duration> + Send>>;
 /// tower-sessions store), type-erased so that several can be benchmarked
 /// side by side.
 #[derive(Clone)]
-pub struct Contender {
+pub(crate) struct Contender {
     who: &'static str,
     ops: Vec<Op>,
     one: Arc<dyn Fn(Op, Sess, u64) -> Timed + Send + Sync>,
@@ -376,7 +393,7 @@ pub struct Contender {
 impl Contender {
     /// `o` under the name `who` (the criterion function name), for every
     /// operation.
-    pub fn new<O: Ops>(who: &'static str, o: &Arc<O>) -> Self {
+    pub(crate) fn new<O: Ops>(who: &'static str, o: &Arc<O>) -> Self {
         let (a, b) = (Arc::clone(o), Arc::clone(o));
         Contender {
             who,
@@ -393,7 +410,7 @@ impl Contender {
     }
 
     /// Runs only `ops` of this contender.
-    pub fn only(mut self, ops: &[Op]) -> Self {
+    pub(crate) fn only(mut self, ops: &[Op]) -> Self {
         self.ops = ops.to_vec();
         self
     }
@@ -403,7 +420,7 @@ impl Contender {
 /// the contender's name, parameter the payload label. The contenders run
 /// one after the other for each payload, so the two rows of a ratio are
 /// measured seconds apart, not minutes (the machine's latency drifts).
-pub fn compare_ops(
+pub(crate) fn compare_ops(
     c: &mut Criterion,
     rt: &Runtime,
     backend: &str,
@@ -430,7 +447,7 @@ pub fn compare_ops(
 /// Throughput at `tasks` concurrent tasks: each task has its own session and
 /// does its share of `iters` operations; the time reported per iteration is
 /// wall time / operations, so its inverse is the throughput.
-pub async fn time_concurrent<O: Ops>(
+pub(crate) async fn time_concurrent<O: Ops>(
     o: Arc<O>,
     op: Op,
     data: &Sess,
@@ -474,7 +491,7 @@ pub async fn time_concurrent<O: Ops>(
 /// Benchmarks load and save at `tasks` concurrent tasks for every
 /// contender, side by side like [`compare_ops`]: group
 /// `{backend}/{op}_c{tasks}`.
-pub fn compare_concurrent(
+pub(crate) fn compare_concurrent(
     c: &mut Criterion,
     rt: &Runtime,
     backend: &str,
@@ -500,7 +517,7 @@ pub fn compare_concurrent(
 
 /// Runs `f` with a deadline; `None` (and a SKIPPED line) when it fails or
 /// takes too long: used to probe servers before benchmarking them.
-pub fn probe<T, E: std::fmt::Display>(
+pub(crate) fn probe<T, E: std::fmt::Display>(
     rt: &Runtime,
     what: &str,
     f: impl Future<Output = Result<T, E>>,
@@ -519,14 +536,14 @@ pub fn probe<T, E: std::fmt::Display>(
 }
 
 /// Wall-clock seconds of a closure (for the side measurements).
-pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
+pub(crate) async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
     let t = Instant::now();
     let v = f.await;
     (v, t.elapsed())
 }
 
 /// The median of some durations, in nanoseconds.
-pub fn median_ns(mut v: Vec<Duration>) -> f64 {
+pub(crate) fn median_ns(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_nanos() as f64
 }
@@ -537,7 +554,7 @@ pub fn median_ns(mut v: Vec<Duration>) -> f64 {
 /// (what `Session::get` does).
 macro_rules! tower_ops {
     ($name:ident, $core:ident) => {
-        pub struct $name<S>(pub S);
+        pub(crate) struct $name<S>(pub(crate) S);
 
         #[async_trait]
         impl<S> Ops for $name<S>

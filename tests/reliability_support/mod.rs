@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use sessionkit::{Error, Record, SessionId, SessionStore, Timestamp};
 
-pub const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
 
 /// A service the test needs is unavailable: `SKIPPED: ...` on stderr, or a
 /// panic when `SESSIONKIT_REQUIRE_SERVICES=1` (CI), as the testkit does.
-pub fn skip(what: &str, why: impl std::fmt::Display) {
+pub(crate) fn skip(what: &str, why: impl std::fmt::Display) {
     if std::env::var("SESSIONKIT_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
         panic!("{what} is required (SESSIONKIT_REQUIRE_SERVICES=1) but unavailable: {why}");
     }
@@ -24,7 +24,7 @@ pub fn skip(what: &str, why: impl std::fmt::Display) {
 }
 
 /// A duration from an environment variable in seconds, or `default`.
-pub fn env_secs(name: &str, default: u64) -> Duration {
+pub(crate) fn env_secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(
         std::env::var(name)
             .ok()
@@ -34,7 +34,7 @@ pub fn env_secs(name: &str, default: u64) -> Duration {
 }
 
 /// A number from an environment variable, or `default`.
-pub fn env_usize(name: &str, default: usize) -> usize {
+pub(crate) fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -42,7 +42,7 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// Resident set size of this process in KiB (`VmRSS`).
-pub fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -54,13 +54,13 @@ pub fn rss_kib() -> u64 {
 }
 
 /// Small deterministic PRNG (xorshift64*), seeded per task.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -68,13 +68,13 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
 
 /// Whether a server binary is on the PATH.
-pub fn have(bin: &str) -> bool {
+pub(crate) fn have(bin: &str) -> bool {
     Command::new(bin)
         .arg("--version")
         .stdout(Stdio::null())
@@ -84,7 +84,7 @@ pub fn have(bin: &str) -> bool {
 }
 
 /// A free TCP port on loopback (bound then released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -92,7 +92,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A fresh temporary directory.
-pub fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let hex: String = SessionId::generate().to_bytes()[..6]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -103,7 +103,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// `redis-cli -p PORT ARGS...`, stdout as text (empty on failure).
-pub fn cli(port: u16, args: &[&str]) -> String {
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
     Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
@@ -114,7 +114,7 @@ pub fn cli(port: u16, args: &[&str]) -> String {
 }
 
 /// A private `redis-server` on a free loopback port, killed on drop.
-pub struct RedisProc {
+pub(crate) struct RedisProc {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
@@ -123,12 +123,12 @@ pub struct RedisProc {
 
 impl RedisProc {
     /// Starts a server with `extra` arguments and waits until it answers.
-    pub fn start(tag: &str, extra: &[&str]) -> RedisProc {
+    pub(crate) fn start(tag: &str, extra: &[&str]) -> RedisProc {
         Self::start_on(tag, free_port(), extra)
     }
 
     /// Like [`RedisProc::start`], on a given port.
-    pub fn start_on(tag: &str, port: u16, extra: &[&str]) -> RedisProc {
+    pub(crate) fn start_on(tag: &str, port: u16, extra: &[&str]) -> RedisProc {
         let dir = temp_dir(tag);
         let mut p = RedisProc {
             child: None,
@@ -156,7 +156,7 @@ impl RedisProc {
     }
 
     /// Polls PING (bounded: 15 s).
-    pub fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if cli(self.port, &["ping"]).trim() == "PONG" {
@@ -167,16 +167,16 @@ impl RedisProc {
         panic!("redis-server on port {} did not start", self.port);
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     /// SIGKILL, and reap.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -184,7 +184,7 @@ impl RedisProc {
     }
 
     /// Starts again on the same port and directory (the AOF is replayed).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill9();
         self.spawn();
     }
@@ -195,15 +195,15 @@ impl RedisProc {
             .status();
     }
 
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.signal("-STOP");
     }
 
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.signal("-CONT");
     }
 
-    pub fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         cli(self.port, args)
     }
 }
@@ -222,13 +222,13 @@ const COUNTER_DIGITS: usize = 20;
 
 /// Payload: the counter in fixed-width decimal, then padding, so that a
 /// session looks like a small real one (about 200 bytes).
-pub fn payload(counter: u64) -> Vec<u8> {
+pub(crate) fn payload(counter: u64) -> Vec<u8> {
     let mut p = format!("{counter:0width$}|", width = COUNTER_DIGITS).into_bytes();
     p.resize(200, b'x');
     p
 }
 
-pub fn counter_of(r: &Record) -> Option<u64> {
+pub(crate) fn counter_of(r: &Record) -> Option<u64> {
     std::str::from_utf8(r.payload.get(..COUNTER_DIGITS)?)
         .ok()?
         .parse()
@@ -236,7 +236,7 @@ pub fn counter_of(r: &Record) -> Option<u64> {
 }
 
 /// One long-lived session of the workload, with what was acknowledged.
-pub struct Slot {
+pub(crate) struct Slot {
     pub id: SessionId,
     /// Saves acknowledged (`Ok`) by the store.
     pub acked: AtomicU64,
@@ -246,7 +246,7 @@ pub struct Slot {
 
 /// What a workload run saw.
 #[derive(Debug, Default, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     pub ops: u64,
     pub loads: u64,
     pub updates: u64,
@@ -267,7 +267,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn merge(&mut self, o: &Report) {
+    pub(crate) fn merge(&mut self, o: &Report) {
         self.ops += o.ops;
         self.loads += o.loads;
         self.updates += o.updates;
@@ -286,7 +286,7 @@ impl Report {
         self.elapsed += o.elapsed;
     }
 
-    pub fn ops_per_sec(&self) -> f64 {
+    pub(crate) fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
@@ -318,7 +318,7 @@ impl Report {
 
 /// How a workload runs.
 #[derive(Clone)]
-pub struct Workload {
+pub(crate) struct Workload {
     /// The stores the tasks use, picked at random per operation (several
     /// stores = several application instances on one backend).
     pub stores: Vec<Arc<dyn SessionStore>>,
@@ -334,7 +334,7 @@ pub struct Workload {
     pub subject: String,
 }
 
-pub fn new_record(subject: &str, counter: u64) -> Record {
+pub(crate) fn new_record(subject: &str, counter: u64) -> Record {
     let now = Timestamp::now();
     Record::new(
         SessionId::generate(),
@@ -346,7 +346,11 @@ pub fn new_record(subject: &str, counter: u64) -> Record {
 }
 
 /// Creates `n` long-lived sessions with 64 tasks (no fault expected).
-pub async fn populate(store: Arc<dyn SessionStore>, n: usize, subject: &str) -> Arc<Vec<Slot>> {
+pub(crate) async fn populate(
+    store: Arc<dyn SessionStore>,
+    n: usize,
+    subject: &str,
+) -> Arc<Vec<Slot>> {
     let per = n.div_ceil(64);
     let mut joins = Vec::new();
     for t in 0..64 {
@@ -385,7 +389,7 @@ pub async fn populate(store: Arc<dyn SessionStore>, n: usize, subject: &str) -> 
 }
 
 impl Workload {
-    pub fn new(store: Arc<dyn SessionStore>, slots: Arc<Vec<Slot>>, tasks: usize) -> Self {
+    pub(crate) fn new(store: Arc<dyn SessionStore>, slots: Arc<Vec<Slot>>, tasks: usize) -> Self {
         Workload {
             stores: vec![store],
             slots,
@@ -397,7 +401,7 @@ impl Workload {
     }
 
     /// Runs until `duration` passes or `stop` is set; each call is timed.
-    pub async fn run(&self, duration: Duration, stop: Arc<AtomicBool>) -> Report {
+    pub(crate) async fn run(&self, duration: Duration, stop: Arc<AtomicBool>) -> Report {
         let started = Instant::now();
         let deadline = started + duration;
         let mut joins = Vec::new();
@@ -552,7 +556,7 @@ fn store_ok<T>(r: sessionkit::Result<T>) -> bool {
 /// End-of-run check of every long-lived session: present, and its counter
 /// equals the acknowledged saves (plus at most the in-doubt ones).
 #[derive(Debug, Default)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub checked: usize,
     pub missing: usize,
     /// Counter below the acknowledged saves: an acknowledged write lost.
@@ -566,12 +570,12 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.missing == 0 && self.lost_updates == 0 && self.phantom == 0
     }
 }
 
-pub async fn verify(store: &dyn SessionStore, slots: &[Slot]) -> Verdict {
+pub(crate) async fn verify(store: &dyn SessionStore, slots: &[Slot]) -> Verdict {
     let mut v = Verdict::default();
     for slot in slots {
         v.checked += 1;
@@ -623,7 +627,7 @@ pub async fn verify(store: &dyn SessionStore, slots: &[Slot]) -> Verdict {
 }
 
 /// Deletes the long-lived sessions (best effort).
-pub async fn cleanup(store: &dyn SessionStore, slots: &[Slot]) {
+pub(crate) async fn cleanup(store: &dyn SessionStore, slots: &[Slot]) {
     for slot in slots {
         let _ = store.delete(&slot.id).await;
     }
@@ -631,10 +635,10 @@ pub async fn cleanup(store: &dyn SessionStore, slots: &[Slot]) {
 
 /// A thread-safe list of notes for a final report.
 #[derive(Default, Clone)]
-pub struct Notes(pub Arc<Mutex<Vec<String>>>);
+pub(crate) struct Notes(pub Arc<Mutex<Vec<String>>>);
 
 impl Notes {
-    pub fn add(&self, s: impl Into<String>) {
+    pub(crate) fn add(&self, s: impl Into<String>) {
         let s = s.into();
         println!("{s}");
         self.0.lock().unwrap().push(s);
