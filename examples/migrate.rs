@@ -12,11 +12,10 @@
 //!    through a manager over `MigratingStore::new(redis, postgres)` (what
 //!    every instance runs during the move), counting each acknowledged
 //!    increment.
-//! 3. While it runs, `copy_sessions` copies Redis into PostgreSQL page by
-//!    page with a progress bar; the copy is interrupted after three pages
-//!    and resumed from its last cursor, as after a crash.
-//! 4. The workload stops; the old copies are removed from Redis (each
-//!    only once PostgreSQL has the session).
+//! 3. While it runs, `MigratingStore::move_sessions` moves Redis into
+//!    PostgreSQL page by page with a progress bar; the run is interrupted
+//!    after three pages and resumed from its last cursor, as after a crash.
+//! 4. The workload stops.
 //! 5. A manager on PostgreSQL alone loads every session and checks its
 //!    data: the initial value plus exactly the acknowledged increments.
 //!    Redis must hold no session. Any mismatch exits with status 1.
@@ -32,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use sessionkit::migrate::{CopyProgress, MigratingStore, copy_sessions};
+use sessionkit::migrate::{CopyProgress, MigratingStore};
 use sessionkit::redis::{RedisConfig, RedisStore, redis};
 use sessionkit::sql::{SqlStore, sqlx};
 use sessionkit::{ScanCursor, SessionId, SessionManager, SessionStore};
@@ -41,7 +40,7 @@ use sessionkit::{ScanCursor, SessionId, SessionManager, SessionStore};
 const SESSIONS: usize = 2_000;
 /// Concurrent workload tasks.
 const WORKERS: usize = 8;
-/// Records per `copy_sessions` page.
+/// Records per `move_sessions` page.
 const PAGE: usize = 100;
 
 /// The session data: where it started and how often it was incremented.
@@ -201,16 +200,18 @@ async fn run(old: &RedisStore, new: &SqlStore) -> Result<(), Failure> {
             Ok::<_, Failure>(())
         });
     }
-    // Let the workload get going before the copy starts.
+    // Let the workload get going before the move starts.
     while acked.iter().map(|a| a.load(Relaxed)).sum::<u64>() < 200 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    // 3. The bulk copy, interrupted after three pages and resumed from its
-    // last cursor (as after a crash: a cursor saved anywhere will do).
+    // 3. The bulk move (run once, from one place), interrupted after three
+    // pages and resumed from its last cursor (as after a crash: a cursor
+    // saved anywhere will do).
+    let mover = MigratingStore::new(old.clone(), new.clone());
     let bar = ProgressBar::new(SESSIONS as u64);
     bar.set_style(
-        ProgressStyle::with_template("copy {bar:40} {pos}/{len} scanned, {msg}")
+        ProgressStyle::with_template("move {bar:40} {pos}/{len} scanned, {msg}")
             .map_err(|e| e.to_string())?,
     );
     let mut last_cursor: Option<ScanCursor> = None;
@@ -218,9 +219,9 @@ async fn run(old: &RedisStore, new: &SqlStore) -> Result<(), Failure> {
     let (interrupt, interrupted_rx) = tokio::sync::oneshot::channel::<()>();
     let mut interrupt = Some(interrupt);
     tokio::select! {
-        done = copy_sessions(old, new, PAGE, None, |p| {
+        done = mover.move_sessions(PAGE, None, |p| {
             bar.set_position(p.scanned);
-            bar.set_message(format!("{} copied", p.copied));
+            bar.set_message(format!("{} moved", p.copied));
             last_cursor = p.cursor.clone();
             first_leg = p.clone();
             if p.scanned as usize >= 3 * PAGE
@@ -237,15 +238,16 @@ async fn run(old: &RedisStore, new: &SqlStore) -> Result<(), Failure> {
     let interrupted = last_cursor.is_some();
     let second_leg = if interrupted {
         bar.println(format!(
-            "copy interrupted after {} records; resuming from its last cursor",
+            "move interrupted after {} records; resuming from its last cursor",
             first_leg.scanned
         ));
         let base = first_leg.clone();
-        copy_sessions(old, new, PAGE, last_cursor.take(), |p| {
-            bar.set_position(base.scanned + p.scanned);
-            bar.set_message(format!("{} copied", base.copied + p.copied));
-        })
-        .await?
+        mover
+            .move_sessions(PAGE, last_cursor.take(), |p| {
+                bar.set_position(base.scanned + p.scanned);
+                bar.set_message(format!("{} moved", base.copied + p.copied));
+            })
+            .await?
     } else {
         CopyProgress::default()
     };
@@ -253,8 +255,8 @@ async fn run(old: &RedisStore, new: &SqlStore) -> Result<(), Failure> {
     let copied = first_leg.copied + second_leg.copied;
     let already_there = first_leg.already_there + second_leg.already_there;
     println!(
-        "copied {copied} sessions ({already_there} were already in PostgreSQL), \
-         interrupted and resumed: {interrupted} ({:.2?})",
+        "moved {copied} sessions ({already_there} moved by the workload's own \
+         reads meanwhile), interrupted and resumed: {interrupted} ({:.2?})",
         started.elapsed()
     );
 
@@ -266,35 +268,6 @@ async fn run(old: &RedisStore, new: &SqlStore) -> Result<(), Failure> {
     }
     let increments: u64 = acked.iter().map(|a| a.load(Relaxed)).sum();
     let reads = reads.load(Relaxed);
-
-    // 4. Every session is in PostgreSQL now; what Redis still holds are the
-    // copies `copy_sessions` left (it copies, it does not move). Remove
-    // each one, after checking that PostgreSQL has that session, and only
-    // at the version read (compare-and-delete).
-    let (mut stale, mut removed) = (0u64, 0u64);
-    let mut cursor = None;
-    loop {
-        let page = old.scan(cursor.as_ref(), 500).await?;
-        for record in &page.records {
-            stale += 1;
-            if new.load_fresh(&record.id).await?.is_none() {
-                return Err(format!(
-                    "session {} is in Redis but not in PostgreSQL after the copy",
-                    record.id.redacted()
-                )
-                .into());
-            }
-            match old.compare_and_delete(&record.id, record.version).await {
-                Ok(()) => removed += 1,
-                Err(sessionkit::Error::NotFound) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-    }
 
     // 5. Verify through PostgreSQL alone.
     let after = SessionManager::<Account>::stateful(new.clone()).build()?;
@@ -329,16 +302,15 @@ async fn run(old: &RedisStore, new: &SqlStore) -> Result<(), Failure> {
     }
     println!(
         "sessions: {SESSIONS}; acknowledged increments: {increments}; reads: {reads}; \
-         moved by the workload: {}; copied: {copied}; old copies removed from Redis: {removed}/{stale}; \
-         left in Redis: {in_redis}; lost: {lost}; wrong data: {wrong} ({:.2?})",
-        SESSIONS as u64 - copied,
+         moved by move_sessions: {copied}; left in Redis: {in_redis}; lost: {lost}; \
+         wrong data: {wrong} ({:.2?})",
         started.elapsed()
     );
     if lost > 0 || wrong > 0 || in_redis > 0 {
         return Err("the move lost or changed sessions".into());
     }
     if increments == 0 || copied == 0 {
-        return Err("the workload or the copy did nothing".into());
+        return Err("the workload or the move did nothing".into());
     }
     println!("ok: every session moved with exactly its data");
     Ok(())

@@ -1259,8 +1259,18 @@ impl<T: SessionData> SessionManager<T> {
     /// The payload of the record `id` at `version`: the envelope, sealed
     /// when payload keys are configured.
     fn encode(&self, data: &T, id: &SessionId, version: u64) -> Result<Bytes> {
+        self.encode_with(data, id, version, false)
+    }
+
+    /// `check`: before sealing, decode the encoded body back as `T` (see
+    /// [`Self::encode_checked`]); done on the plain body, so a sealed
+    /// payload is not decrypted again right after it was encrypted.
+    fn encode_with(&self, data: &T, id: &SessionId, version: u64, check: bool) -> Result<Bytes> {
         let c = &self.inner.config;
         let body = c.codec.encode(data)?;
+        if check && c.codec != PayloadCodec::Json {
+            Self::reads_back(c.codec, &body)?;
+        }
         let size = body.len() + Envelope::HEADER_LEN + self.seal_overhead();
         if size > c.max_payload {
             return Err(Error::TooLarge {
@@ -1330,11 +1340,11 @@ impl<T: SessionData> SessionManager<T> {
     /// when the session is created, not turned into a session that later
     /// loads as `None`. JSON reads back whatever it writes.
     fn encode_checked(&self, data: &T, id: &SessionId, version: u64) -> Result<Bytes> {
-        let payload = self.encode(data, id, version)?;
-        let codec = self.inner.config.codec;
-        if codec != PayloadCodec::Json
-            && let Err(e) = self.decode(&payload, id, version)
-        {
+        self.encode_with(data, id, version, true)
+    }
+
+    fn reads_back(codec: PayloadCodec, body: &[u8]) -> Result<()> {
+        if let Err(e) = codec.decode::<T>(body) {
             return Err(Error::Encode(
                 format!(
                     "the session type cannot be read back by the {codec:?} codec ({e}: {}); \
@@ -1347,7 +1357,7 @@ impl<T: SessionData> SessionManager<T> {
                 .into(),
             ));
         }
-        Ok(payload)
+        Ok(())
     }
 
     /// Data of a newer schema is never read as the current type: it cannot

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use sessionkit_core::migrate::{MigratingStore, copy_sessions};
 use sessionkit_core::testing::VecStore;
 use sessionkit_core::{Record, SessionManager, SessionStore, Timestamp};
+use tokio::sync::oneshot;
 
 async fn all(store: &VecStore) -> HashMap<String, Record> {
     let mut out = HashMap::new();
@@ -155,7 +156,11 @@ async fn a_migrating_store_under_traffic_loses_nothing() {
     for task in tasks {
         acknowledged += task.await.unwrap();
     }
-    copy_sessions(&old, &new, 16, None, |_| {}).await.unwrap();
+    let moved = MigratingStore::new(old.clone(), new.clone())
+        .move_sessions(16, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(moved.busy, 0);
     let after = SessionManager::<u32>::stateful(new.clone())
         .build()
         .unwrap();
@@ -373,5 +378,200 @@ async fn a_logout_during_the_copy_is_not_undone() {
     assert_eq!(
         live_to, live_from,
         "the target holds exactly the sessions still live in the source"
+    );
+}
+
+/// The old store, whose first `compare_and_delete` (the one that finishes a
+/// move) tells the test it was reached and waits for the test's go.
+#[derive(Clone, Default)]
+struct GatedOld {
+    inner: VecStore,
+    #[allow(clippy::type_complexity)]
+    gate: Arc<std::sync::Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>>,
+}
+
+impl GatedOld {
+    /// Arms the gate: returns (reached, release).
+    fn arm(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        *self.gate.lock().unwrap() = Some((reached_tx, release_rx));
+        (reached_rx, release_tx)
+    }
+}
+
+#[sessionkit_core::async_trait]
+impl SessionStore for GatedOld {
+    async fn create(&self, r: &Record) -> sessionkit_core::Result<()> {
+        self.inner.create(r).await
+    }
+    async fn load(
+        &self,
+        id: &sessionkit_core::SessionId,
+    ) -> sessionkit_core::Result<Option<Record>> {
+        self.inner.load(id).await
+    }
+    async fn save(&self, r: &Record) -> sessionkit_core::Result<u64> {
+        self.inner.save(r).await
+    }
+    async fn touch(
+        &self,
+        id: &sessionkit_core::SessionId,
+        t: Timestamp,
+    ) -> sessionkit_core::Result<()> {
+        self.inner.touch(id, t).await
+    }
+    async fn delete(&self, id: &sessionkit_core::SessionId) -> sessionkit_core::Result<bool> {
+        self.inner.delete(id).await
+    }
+    async fn compare_and_delete(
+        &self,
+        id: &sessionkit_core::SessionId,
+        v: u64,
+    ) -> sessionkit_core::Result<()> {
+        let gate = self.gate.lock().unwrap().take();
+        if let Some((reached, release)) = gate {
+            reached.send(()).unwrap();
+            release.await.unwrap();
+        }
+        self.inner.compare_and_delete(id, v).await
+    }
+    async fn list_subject(&self, s: &str) -> sessionkit_core::Result<Vec<Record>> {
+        self.inner.list_subject(s).await
+    }
+    async fn delete_subject(&self, s: &str) -> sessionkit_core::Result<u64> {
+        self.inner.delete_subject(s).await
+    }
+    async fn delete_expired(&self) -> sessionkit_core::Result<u64> {
+        Ok(0)
+    }
+    async fn scan(
+        &self,
+        cursor: Option<&sessionkit_core::ScanCursor>,
+        limit: usize,
+    ) -> sessionkit_core::Result<sessionkit_core::ScanPage> {
+        self.inner.scan(cursor, limit).await
+    }
+}
+
+/// The worst order during a rolling deploy: a move has copied the session
+/// and not yet removed the original; a migrating instance saves it, then an
+/// instance still on the old store saves it too. Both saves were
+/// acknowledged, so both survive the move (before, the first went to the
+/// copy, the second to the original, and the move kept only the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_acknowledged_writes_on_both_sides_of_a_move_both_survive() {
+    let (old, new) = (GatedOld::default(), VecStore::default());
+    let before = SessionManager::<u32>::stateful(old.clone())
+        .build()
+        .unwrap();
+    let during = SessionManager::<u32>::stateful(MigratingStore::new(old.clone(), new.clone()))
+        .build()
+        .unwrap();
+    let ticket = before
+        .create(Some("dan"), 0)
+        .await
+        .unwrap()
+        .ticket()
+        .clone();
+    let (reached, release) = old.arm();
+    let mover = tokio::spawn({
+        let (during, ticket) = (during.clone(), ticket.clone());
+        async move {
+            during
+                .load(ticket.as_str())
+                .await
+                .unwrap()
+                .map(|s| *s.data())
+        }
+    });
+    reached.await.unwrap(); // copied, original not yet removed
+    let migrating = during.update(ticket.as_str(), |n| *n += 1).await.unwrap();
+    assert_eq!(*migrating.data(), 1, "the migrating instance's save");
+    let old_side = before.update(ticket.as_str(), |n| *n += 10).await.unwrap();
+    assert_eq!(
+        *old_side.data(),
+        11,
+        "the old instance's save sees the first"
+    );
+    release.send(()).unwrap();
+    mover.await.unwrap();
+    let after = SessionManager::<u32>::stateful(new.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        *after.load(ticket.as_str()).await.unwrap().unwrap().data(),
+        11,
+        "both acknowledged writes are in the new store"
+    );
+    assert!(old.inner.list_subject("dan").await.unwrap().is_empty());
+}
+
+/// A logout on an instance that is not migrating yet, landing between a
+/// move's copy and its removal of the original: the copy does not bring
+/// the session back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_the_old_side_during_a_move_is_not_undone() {
+    let (old, new) = (GatedOld::default(), VecStore::default());
+    let before = SessionManager::<u32>::stateful(old.clone())
+        .build()
+        .unwrap();
+    let during = SessionManager::<u32>::stateful(MigratingStore::new(old.clone(), new.clone()))
+        .build()
+        .unwrap();
+    let ticket = before
+        .create(Some("fay"), 5)
+        .await
+        .unwrap()
+        .ticket()
+        .clone();
+    let (reached, release) = old.arm();
+    let mover = tokio::spawn({
+        let (during, ticket) = (during.clone(), ticket.clone());
+        async move { during.load(ticket.as_str()).await.unwrap().is_some() }
+    });
+    reached.await.unwrap();
+    assert!(new.list_subject("fay").await.unwrap().len() == 1, "copied");
+    assert!(before.destroy(ticket.as_str()).await.unwrap());
+    release.send(()).unwrap();
+    assert!(!mover.await.unwrap(), "the move reports no session");
+    assert!(during.load(ticket.as_str()).await.unwrap().is_none());
+    assert!(new.list_subject("fay").await.unwrap().is_empty());
+}
+
+/// A move abandoned half-way (its request died after the copy) leaves a
+/// copy beside the original; saves keep going to the original, and
+/// `move_sessions` redoes the move once the copy has sat unchanged.
+#[tokio::test]
+async fn an_abandoned_move_is_redone_by_move_sessions() {
+    let (old, new) = (VecStore::default(), VecStore::default());
+    let before = SessionManager::<u32>::stateful(old.clone())
+        .build()
+        .unwrap();
+    let during = SessionManager::<u32>::stateful(MigratingStore::new(old.clone(), new.clone()))
+        .build()
+        .unwrap();
+    let ticket = before
+        .create(Some("gil"), 1)
+        .await
+        .unwrap()
+        .ticket()
+        .clone();
+    let original = old.list_subject("gil").await.unwrap().remove(0);
+    new.create(&original).await.unwrap(); // the dead request's copy
+    during.update(ticket.as_str(), |n| *n += 1).await.unwrap();
+    let report = MigratingStore::new(old.clone(), new.clone())
+        .abandoned_after(std::time::Duration::from_millis(20))
+        .move_sessions(10, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((report.copied, report.busy), (1, 0), "{report:?}");
+    assert!(old.list_subject("gil").await.unwrap().is_empty());
+    let after = SessionManager::<u32>::stateful(new.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        *after.load(ticket.as_str()).await.unwrap().unwrap().data(),
+        2
     );
 }
