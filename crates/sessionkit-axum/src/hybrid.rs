@@ -44,11 +44,13 @@ pub enum AccessTransport {
 }
 
 impl AccessTransport {
-    /// [`AccessTransport::Cookie`] with the defaults: name `access`,
-    /// `Secure; HttpOnly; SameSite=Lax; Path=/`, `Max-Age` the token's
-    /// lifetime.
+    /// [`AccessTransport::Cookie`] with the defaults: name
+    /// `__Host-access`, `Secure; HttpOnly; SameSite=Lax; Path=/`, `Max-Age`
+    /// the token's lifetime. The `__Host-` prefix makes browsers refuse the
+    /// cookie unless this host set it, so a sibling subdomain cannot plant
+    /// one.
     pub fn cookie() -> Self {
-        AccessTransport::Cookie(CookieConfig::new().with_name("access"))
+        AccessTransport::Cookie(CookieConfig::new().with_name("__Host-access"))
     }
 }
 
@@ -58,8 +60,12 @@ impl AccessTransport {
 pub enum RefreshTransport {
     /// In an HttpOnly cookie scoped to the endpoints' path, so that it is
     /// sent only to `/refresh` and `/logout` and scripts never see it. The
-    /// default: name `refresh`, `Secure; HttpOnly; SameSite=Strict;
-    /// Path=/auth`, `Max-Age` the family's remaining lifetime.
+    /// default: name `__Secure-refresh`, `Secure; HttpOnly;
+    /// SameSite=Strict; Path=/auth`, `Max-Age` the family's remaining
+    /// lifetime. (`__Secure-`: browsers accept it only over HTTPS with
+    /// `Secure`. The stronger `__Host-` prefix requires `Path=/`, which
+    /// would send the refresh token with every request; a planted refresh
+    /// cookie can at worst sign the victim into the planter's own family.)
     Cookie(CookieConfig),
     /// In the JSON body: responses carry `refresh_token`, and `/refresh`
     /// and `/logout` read `{"refresh_token": "…"}` (for API and mobile
@@ -71,7 +77,7 @@ impl Default for RefreshTransport {
     fn default() -> Self {
         RefreshTransport::Cookie(
             CookieConfig::new()
-                .with_name("refresh")
+                .with_name("__Secure-refresh")
                 .with_path(Some("/auth"))
                 .with_same_site(SameSite::Strict),
         )

@@ -250,7 +250,7 @@ async fn refresh_cookie(app: &Router, token: &str) -> Reply {
     send(
         app,
         Request::post("/auth/refresh")
-            .header(header::COOKIE, format!("other=1; refresh={token}"))
+            .header(header::COOKIE, format!("other=1; __Secure-refresh={token}"))
             .body(Body::empty())
             .unwrap(),
     )
@@ -307,7 +307,7 @@ async fn cookie_mode_rotation_and_reuse_detection() {
     let set = login
         .set_cookies()
         .into_iter()
-        .find(|c| c.starts_with("refresh="))
+        .find(|c| c.starts_with("__Secure-refresh="))
         .expect("refresh cookie");
     for attr in [
         "HttpOnly",
@@ -318,7 +318,7 @@ async fn cookie_mode_rotation_and_reuse_detection() {
     ] {
         assert!(set.contains(attr), "{attr} missing in {set}");
     }
-    let r1 = login.cookie("refresh").unwrap();
+    let r1 = login.cookie("__Secure-refresh").unwrap();
 
     let me = me_bearer(&f.app, &a1).await;
     assert_eq!(me.status, StatusCode::OK);
@@ -327,7 +327,7 @@ async fn cookie_mode_rotation_and_reuse_detection() {
 
     let second = refresh_cookie(&f.app, &r1).await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
-    let r2 = second.cookie("refresh").unwrap();
+    let r2 = second.cookie("__Secure-refresh").unwrap();
     let a2 = second.str("access_token");
     assert_ne!(r2, r1);
     assert_eq!(me_bearer(&f.app, &a2).await.status, StatusCode::OK);
@@ -338,7 +338,7 @@ async fn cookie_mode_rotation_and_reuse_detection() {
     assert_eq!(replay.body["error"], "invalid_grant");
     assert_eq!(replay.reason(), "reused");
     assert_eq!(
-        replay.cookie("refresh").as_deref(),
+        replay.cookie("__Secure-refresh").as_deref(),
         Some(""),
         "the dead cookie is removed"
     );
@@ -370,18 +370,18 @@ async fn body_mode_with_an_access_cookie() {
         "cookie mode keeps the access token out of the body"
     );
     let r1 = login.str("refresh_token");
-    let access = login.cookie("access").expect("access cookie");
+    let access = login.cookie("__Host-access").expect("access cookie");
     let set = login
         .set_cookies()
         .into_iter()
-        .find(|c| c.starts_with("access="))
+        .find(|c| c.starts_with("__Host-access="))
         .unwrap();
     assert!(set.contains("HttpOnly") && set.contains("Path=/"), "{set}");
 
     let me = send(
         &f.app,
         Request::get("/api/me")
-            .header(header::COOKIE, format!("access={access}"))
+            .header(header::COOKIE, format!("__Host-access={access}"))
             .body(Body::empty())
             .unwrap(),
     )
@@ -397,7 +397,7 @@ async fn body_mode_with_an_access_cookie() {
     .await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
     let r2 = second.str("refresh_token");
-    let access2 = second.cookie("access").unwrap();
+    let access2 = second.cookie("__Host-access").unwrap();
 
     let out = refresh_body(
         &f.app,
@@ -406,12 +406,12 @@ async fn body_mode_with_an_access_cookie() {
     )
     .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    assert_eq!(out.cookie("access").as_deref(), Some(""));
+    assert_eq!(out.cookie("__Host-access").as_deref(), Some(""));
     for a in [&access, &access2] {
         let me = send(
             &f.app,
             Request::get("/api/me")
-                .header(header::COOKIE, format!("access={a}"))
+                .header(header::COOKIE, format!("__Host-access={a}"))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -436,10 +436,10 @@ async fn body_mode_with_an_access_cookie() {
 async fn bad_refresh_tokens_are_401_with_a_reason_and_end_nothing() {
     let f = fixture(HybridConfig::new(), Duration::ZERO);
     let login = do_login(&f.app, "carol", "Web/1").await;
-    let token = login.cookie("refresh").unwrap();
+    let token = login.cookie("__Secure-refresh").unwrap();
     let access = login.str("access_token");
     let other = do_login(&f.app, "dan", "Web/1").await;
-    let other_token = other.cookie("refresh").unwrap();
+    let other_token = other.cookie("__Secure-refresh").unwrap();
 
     let missing = refresh_body(&f.app, "/auth/refresh", "").await;
     assert_eq!(
@@ -527,12 +527,12 @@ async fn ending_a_family_rejects_every_access_token_it_issued() {
     let f = fixture(HybridConfig::new(), Duration::ZERO);
     let login = do_login(&f.app, "erin", "Web/1").await;
     let mut access = vec![login.str("access_token")];
-    let mut refresh = login.cookie("refresh").unwrap();
+    let mut refresh = login.cookie("__Secure-refresh").unwrap();
     for _ in 0..4 {
         let r = refresh_cookie(&f.app, &refresh).await;
         assert_eq!(r.status, StatusCode::OK);
         access.push(r.str("access_token"));
-        refresh = r.cookie("refresh").unwrap();
+        refresh = r.cookie("__Secure-refresh").unwrap();
     }
     for a in &access {
         assert_eq!(me_bearer(&f.app, a).await.status, StatusCode::OK);
@@ -540,13 +540,13 @@ async fn ending_a_family_rejects_every_access_token_it_issued() {
     let out = send(
         &f.app,
         Request::post("/auth/logout")
-            .header(header::COOKIE, format!("refresh={refresh}"))
+            .header(header::COOKIE, format!("__Secure-refresh={refresh}"))
             .body(Body::empty())
             .unwrap(),
     )
     .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    assert_eq!(out.cookie("refresh").as_deref(), Some(""));
+    assert_eq!(out.cookie("__Secure-refresh").as_deref(), Some(""));
     for (i, a) in access.iter().enumerate() {
         let r = me_bearer(&f.app, a).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "access token {i}");
@@ -564,7 +564,7 @@ async fn devices_list_and_logout_everywhere() {
     let phone = do_login(&f.app, "fay", "Phone/9").await;
     let laptop = do_login(&f.app, "fay", "Laptop/3").await;
     let other = do_login(&f.app, "gil", "Phone/9").await;
-    let laptop2 = refresh_cookie(&f.app, &laptop.cookie("refresh").unwrap()).await;
+    let laptop2 = refresh_cookie(&f.app, &laptop.cookie("__Secure-refresh").unwrap()).await;
     let list = send(
         &f.app,
         Request::get("/api/devices")
@@ -609,7 +609,7 @@ async fn devices_list_and_logout_everywhere() {
         assert_eq!(me_bearer(&f.app, &a).await.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(
-        refresh_cookie(&f.app, &laptop2.cookie("refresh").unwrap())
+        refresh_cookie(&f.app, &laptop2.cookie("__Secure-refresh").unwrap())
             .await
             .status,
         StatusCode::UNAUTHORIZED
@@ -625,7 +625,7 @@ async fn devices_list_and_logout_everywhere() {
 async fn a_store_that_is_down_is_503_and_hands_out_nothing() {
     let f = fixture(HybridConfig::new(), Duration::ZERO);
     let login = do_login(&f.app, "hal", "Web/1").await;
-    let token = login.cookie("refresh").unwrap();
+    let token = login.cookie("__Secure-refresh").unwrap();
     let access = login.str("access_token");
 
     f.families.set_down(true);
@@ -723,7 +723,7 @@ async fn pair_of(r: reqwest::Response) -> HttpPair {
         .iter()
         .find_map(|v| {
             let v = v.to_str().ok()?;
-            v.strip_prefix("refresh=")?
+            v.strip_prefix("__Secure-refresh=")?
                 .split(';')
                 .next()
                 .map(str::to_owned)
@@ -738,7 +738,7 @@ async fn pair_of(r: reqwest::Response) -> HttpPair {
 
 async fn http_refresh(c: &reqwest::Client, base: &str, token: &str) -> reqwest::Response {
     c.post(format!("{base}/auth/refresh"))
-        .header(header::COOKIE, format!("refresh={token}"))
+        .header(header::COOKIE, format!("__Secure-refresh={token}"))
         .send()
         .await
         .unwrap()
